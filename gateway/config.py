@@ -1,0 +1,320 @@
+"""Configuration: a frozen dataclass tree, loaded from YAML, then overridden by the environment.
+
+Precedence, lowest first: the dataclass defaults (kept equal to `config/gateway.yaml`, which a
+test checks), the YAML file, then environment variables. A bad value stops start-up with one
+line that names the key; secrets are wrapped in `Secret` so they never print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import ConfigError
+from gateway.validation import COLLECTION_RE
+
+MiB = 1024 * 1024
+
+
+class Secret(str):
+    """A string that masks itself when printed, logged or repr'd; `.reveal()` gives the value."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Behind a reverse proxy, honour X-Forwarded-Proto/Host when building absolute URLs.
+    trust_forwarded_headers: bool = False
+
+
+@dataclass(frozen=True)
+class S3Config:
+    endpoint_url: str | None = None
+    # The endpoint browsers reach; presigned URLs are signed for it (compose: gateway talks to
+    # minio:9000, browsers to localhost:9000).
+    public_endpoint_url: str | None = None
+    bucket: str = "images"
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: Secret | None = None
+    addressing_style: str = "path"
+    # Bodies up to this size go up in one PutObject; larger ones as a multipart upload of parts
+    # of this size (S3's minimum part size is 5 MiB).
+    part_size: int = 8 * MiB
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    backend: str = "filesystem"
+    presign_ttl_seconds: int = 3600
+    # HMAC key for the filesystem backend's signed download links; generated once and kept in
+    # the data directory when not configured.
+    signing_secret: Secret | None = None
+    s3: S3Config = field(default_factory=S3Config)
+
+
+@dataclass(frozen=True)
+class MetadataConfig:
+    backend: str = "sqlite"
+    mongodb_url: Secret | None = None
+    mongodb_db: str = "image_gateway"
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_upload_bytes: int = 50 * MiB
+    # Pillow's own decompression-bomb threshold.
+    max_image_pixels: int = 89_478_485
+    max_properties_bytes: int = 64 * 1024
+    max_form_fields: int = 200
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    enabled: bool = False
+    identification_url: str | None = None
+    identification_timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path("./data")
+    default_collection: str = "images"
+    log_level: str = "info"
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+
+def _flag(raw: str) -> bool:
+    # Seed 001: "set this variable to any value to enforce authentication".
+    return raw.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+# Environment variable -> dotted config path. Seed 001's own names are kept.
+ENVIRONMENT: dict[str, str] = {
+    "APP_HOST": "server.host",
+    "APP_PORT": "server.port",
+    "DATA_DIR": "data_dir",
+    "DEFAULT_COLLECTION": "default_collection",
+    "LOG_LEVEL": "log_level",
+    "STORAGE_BACKEND": "storage.backend",
+    "PRESIGN_TTL_SECONDS": "storage.presign_ttl_seconds",
+    "SIGNING_SECRET": "storage.signing_secret",
+    "S3_ENDPOINT_URL": "storage.s3.endpoint_url",
+    "S3_PUBLIC_ENDPOINT_URL": "storage.s3.public_endpoint_url",
+    "S3_BUCKET": "storage.s3.bucket",
+    "S3_REGION": "storage.s3.region",
+    "AWS_DEFAULT_REGION": "storage.s3.region",
+    "AWS_REGION": "storage.s3.region",
+    "AWS_ACCESS_KEY_ID": "storage.s3.access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "storage.s3.secret_access_key",
+    "METADATA_BACKEND": "metadata.backend",
+    "MONGODB_URL": "metadata.mongodb_url",
+    "MONGODB_DB": "metadata.mongodb_db",
+    "MAX_UPLOAD_BYTES": "limits.max_upload_bytes",
+    "MAX_IMAGE_PIXELS": "limits.max_image_pixels",
+    "USE_AUTHENTICATION": "auth.enabled",
+    "IDENTIFICATION_URL": "auth.identification_url",
+}
+
+
+def _cast(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or value == "":
+            return None
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _cast(value, inner, key)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping")
+        return _build(hint, value, key + ".")
+    try:
+        if hint is bool:
+            return _flag(value) if isinstance(value, str) else bool(value)
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is Path:
+            return Path(str(value))
+        if hint is Secret:
+            return Secret(str(value))
+        if hint is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {_shown(key, value)}") from None
+    raise ConfigError(f"{key}: unsupported type")  # pragma: no cover - guards the dataclass tree itself
+
+
+def _shown(key: str, value: Any) -> str:
+    return "a value that is not shown" if _is_secret_key(key) else repr(value)
+
+
+def _is_secret_key(key: str) -> bool:
+    return any(word in key for word in ("secret", "mongodb_url", "password"))
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for name in values:
+        if name not in names:
+            raise ConfigError(f"{prefix}{name}: unknown configuration key")
+    kwargs = {name: _cast(values[name], hints[name], prefix + name) for name in values}
+    return cls(**kwargs)
+
+
+def _as_tree(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value, f"{prefix}{key}.")
+        else:
+            merged[key] = value
+    return merged
+
+
+def default_config_path() -> Path | None:
+    candidate = Path("config/gateway.yaml")
+    return candidate if candidate.is_file() else None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML ({exc.__class__.__name__})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    return loaded
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration: defaults, then the YAML file, then `overrides`, then the environment.
+
+    `path` None means `GATEWAY_CONFIG` or `config/gateway.yaml` when present. Tests pass
+    `environ={}` and a dict of `overrides` to build an app from data alone.
+    """
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get("GATEWAY_CONFIG"):
+        path = Path(environ["GATEWAY_CONFIG"])
+    elif path is None:
+        path = default_config_path()
+    tree: dict[str, Any] = {}
+    if path is not None:
+        tree = _merge(tree, read_yaml(path))
+    if overrides:
+        tree = _merge(tree, overrides)
+    for variable, dotted in ENVIRONMENT.items():
+        if variable in environ:
+            _set_dotted(tree, dotted, environ[variable])
+    if environ.get("MONGODB_URL") and "METADATA_BACKEND" not in environ:
+        # Seed 001 configured MongoDB by its URL alone.
+        _set_dotted(tree, "metadata.backend", "mongodb")
+    config = _build(Config, tree)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    def require(condition: bool, key: str, message: str) -> None:
+        if not condition:
+            raise ConfigError(f"{key}: {message}")
+
+    require(config.storage.backend in ("filesystem", "s3"), "storage.backend", "must be 'filesystem' or 's3'")
+    require(config.metadata.backend in ("sqlite", "mongodb"), "metadata.backend", "must be 'sqlite' or 'mongodb'")
+    require(0 <= config.server.port <= 65535, "server.port", "must be between 0 and 65535")
+    require(
+        1 <= config.storage.presign_ttl_seconds <= 7 * 24 * 3600,
+        "storage.presign_ttl_seconds",
+        "must be between 1 and 604800 (S3's limit of 7 days)",
+    )
+    require(config.limits.max_upload_bytes > 0, "limits.max_upload_bytes", "must be positive")
+    require(config.limits.max_image_pixels > 0, "limits.max_image_pixels", "must be positive")
+    require(config.limits.max_properties_bytes > 0, "limits.max_properties_bytes", "must be positive")
+    require(config.limits.max_form_fields > 0, "limits.max_form_fields", "must be positive")
+    require(
+        COLLECTION_RE.fullmatch(config.default_collection) is not None and ".." not in config.default_collection,
+        "default_collection",
+        "must match ^[a-z0-9][a-z0-9._-]{0,62}$",
+    )
+    require(
+        config.log_level.lower() in ("debug", "info", "warning", "error"),
+        "log_level",
+        "must be debug, info, warning or error",
+    )
+    s3 = config.storage.s3
+    require(s3.part_size >= 5 * MiB, "storage.s3.part_size", "must be at least 5 MiB (S3's minimum part size)")
+    require(s3.addressing_style in ("path", "virtual", "auto"), "storage.s3.addressing_style", "must be path, virtual or auto")
+    for key, url in (("storage.s3.endpoint_url", s3.endpoint_url), ("storage.s3.public_endpoint_url", s3.public_endpoint_url)):
+        require(url is None or url.startswith(("http://", "https://")), key, "must be an http(s) URL")
+    if config.storage.backend == "s3":
+        require(bool(s3.bucket), "storage.s3.bucket", "is required for the s3 backend")
+    if config.metadata.backend == "mongodb":
+        require(config.metadata.mongodb_url is not None, "metadata.mongodb_url", "is required for the mongodb backend (MONGODB_URL)")
+        require(
+            config.metadata.mongodb_url is None or config.metadata.mongodb_url.reveal().startswith(("mongodb://", "mongodb+srv://")),
+            "metadata.mongodb_url",
+            "must start with mongodb:// or mongodb+srv://",
+        )
+        require(bool(config.metadata.mongodb_db), "metadata.mongodb_db", "must not be empty")
+    if config.auth.enabled:
+        require(
+            bool(config.auth.identification_url),
+            "auth.identification_url",
+            "is required when authentication is on (IDENTIFICATION_URL)",
+        )
+    require(config.auth.identification_timeout_seconds > 0, "auth.identification_timeout_seconds", "must be positive")
+
+
+def defaults_as_tree() -> dict[str, Any]:
+    """The dataclass defaults as plain data, for the test that keeps config/gateway.yaml in step."""
+    tree = _as_tree(Config())
+    tree["data_dir"] = str(tree["data_dir"])
+    return tree

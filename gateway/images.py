@@ -1,0 +1,178 @@
+"""Recognising images while they stream: the real format from the bytes, dimensions from the header.
+
+Only the header is decoded (Pillow), so an upload never sits whole in memory. What the client
+declared (Content-Type, file extension) is never trusted. The end of the stream is checked
+against the format's own structure (end markers, declared sizes) so truncated files are refused.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from gateway.errors import Invalid, TooLarge, Unsupported
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    name: str  # Pillow's name
+    content_type: str
+    extension: str
+
+
+FORMATS = {
+    f.name: f
+    for f in (
+        ImageFormat("JPEG", "image/jpeg", "jpg"),
+        ImageFormat("PNG", "image/png", "png"),
+        ImageFormat("GIF", "image/gif", "gif"),
+        ImageFormat("WEBP", "image/webp", "webp"),
+        ImageFormat("TIFF", "image/tiff", "tiff"),
+        ImageFormat("BMP", "image/bmp", "bmp"),
+    )
+}
+CONTENT_TYPES = {f.extension: f.content_type for f in FORMATS.values()}
+
+# Header buffering grows through these sizes until Pillow can read the dimensions; a JPEG with
+# large EXIF/ICC segments can put its frame header far from the start.
+_ATTEMPTS = (4 * 1024, 64 * 1024, 1024 * 1024, 16 * 1024 * 1024)
+_TAIL = 4096
+
+
+def sniff(head: bytes) -> ImageFormat | None:
+    """The format announced by the first bytes, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return FORMATS["JPEG"]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return FORMATS["PNG"]
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return FORMATS["GIF"]
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return FORMATS["WEBP"]
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return FORMATS["TIFF"]
+    if head[:2] == b"BM" and len(head) >= 18:
+        return FORMATS["BMP"]
+    return None
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: ImageFormat
+    width: int
+    height: int
+
+
+class ImageInspector:
+    """Fed an upload's chunks in order; identifies the image early and checks its end at `finish`.
+
+    `feed` raises `Unsupported` for bytes that are no supported image (as soon as the first bytes
+    show it), `TooLarge` for too many pixels; `finish` raises `Invalid` for a truncated image.
+    """
+
+    def __init__(self, max_pixels: int):
+        self._max_pixels = max_pixels
+        self._head = bytearray()
+        self._tail = b""
+        self._attempt = 0
+        self._format: ImageFormat | None = None
+        self._required_size = 0
+        self.info: ImageInfo | None = None
+        self.size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._tail = (self._tail + chunk)[-_TAIL:] if len(chunk) < _TAIL else chunk[-_TAIL:]
+        if self.info is not None:
+            return
+        self._head += chunk
+        if self._format is None and len(self._head) >= 18:
+            self._format = sniff(bytes(self._head[:32]))
+            if self._format is None:
+                raise Unsupported(
+                    "the bytes are not a supported image (JPEG, PNG, GIF, WebP, TIFF or BMP)",
+                    code="unsupported_image",
+                )
+        while self._attempt < len(_ATTEMPTS) and len(self._head) >= _ATTEMPTS[self._attempt]:
+            if self._identify(complete=False):
+                return
+            self._attempt += 1
+        if self._attempt >= len(_ATTEMPTS):
+            raise Invalid("the image header could not be read", code="invalid_image")
+
+    def finish(self) -> ImageInfo:
+        if self.size == 0:
+            raise Invalid("the image is empty", code="empty_image")
+        if self.info is None:
+            if self._format is None:
+                self._format = sniff(bytes(self._head[:32]))
+            if self._format is None:
+                raise Unsupported(
+                    "the bytes are not a supported image (JPEG, PNG, GIF, WebP, TIFF or BMP)",
+                    code="unsupported_image",
+                )
+            if not self._identify(complete=True):
+                raise Invalid("the image is truncated or corrupt", code="invalid_image")
+        assert self.info is not None
+        if not self._ends_well():
+            raise Invalid("the image is truncated", code="truncated_image")
+        return self.info
+
+    def _identify(self, *, complete: bool) -> bool:
+        assert self._format is not None
+        data = bytes(self._head)
+        try:
+            with warnings.catch_warnings():
+                # We apply our own pixel limit below; Pillow's warning would only duplicate it.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data), formats=[self._format.name]) as image:
+                    width, height = image.size
+                    self._required_size = _required_size(self._format, data, image)
+        except Image.DecompressionBombError:
+            raise TooLarge("the image has too many pixels", code="too_many_pixels") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, KeyError, TypeError):
+            if complete:
+                raise Invalid("the image is truncated or corrupt", code="invalid_image") from None
+            return False
+        if width <= 0 or height <= 0:
+            raise Invalid("the image has no pixels", code="invalid_image")
+        if width * height > self._max_pixels:
+            raise TooLarge(
+                f"the image has {width}x{height} pixels, more than the limit of {self._max_pixels}",
+                code="too_many_pixels",
+            )
+        self.info = ImageInfo(self._format, width, height)
+        self._head = bytearray()
+        return True
+
+    def _ends_well(self) -> bool:
+        assert self.info is not None
+        name = self.info.format.name
+        if self.size < self._required_size:
+            return False
+        if name == "JPEG":
+            return b"\xff\xd9" in self._tail
+        if name == "PNG":
+            return b"IEND" in self._tail
+        if name == "GIF":
+            return self._tail.rstrip(b"\x00\r\n").endswith(b";")
+        return True
+
+
+def _required_size(fmt: ImageFormat, head: bytes, image: Image.Image) -> int:
+    """How many bytes the header says the whole file has, for formats that declare it."""
+    if fmt.name == "WEBP":
+        return struct.unpack("<I", head[4:8])[0] + 8
+    if fmt.name == "BMP":
+        declared, offset = struct.unpack("<I", head[2:6])[0], struct.unpack("<I", head[10:14])[0]
+        return max(declared, offset)
+    if fmt.name == "TIFF":
+        tags = getattr(image, "tag_v2", {})
+        offsets, counts = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)
+        if offsets and counts:
+            return max(o + c for o, c in zip(offsets, counts))
+    return 0

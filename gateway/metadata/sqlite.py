@@ -1,0 +1,358 @@
+"""SQLite metadata, the embedded default. WAL mode; every call runs on one dedicated thread so the
+event loop never blocks and the connection is never shared between threads.
+
+The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[n]` takes version n to n+1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.errors import Conflict, NotFound, Unavailable
+from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
+from gateway.validation import Condition, ListQuery
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE collections (
+        name TEXT PRIMARY KEY,
+        generation TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'active',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE images (
+        collection TEXT NOT NULL,
+        id TEXT NOT NULL,
+        image TEXT NOT NULL,
+        time TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        format TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        path TEXT NOT NULL,
+        properties TEXT NOT NULL,
+        owner TEXT,
+        version INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (collection, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX images_by_time ON images (collection, time, id);
+    CREATE INDEX images_by_sha256 ON images (sha256);
+    """,
+)
+
+_COLUMNS = (
+    "collection, id, image, time, updated_at, content_type, format, width, height, size, sha256, path, "
+    "properties, owner, version"
+)
+
+
+def _ts(value: datetime) -> str:
+    # Fixed width, so text order is time order.
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _dt(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+def _row_to_record(row: sqlite3.Row) -> ImageRecord:
+    return ImageRecord(
+        collection=row["collection"],
+        id=row["id"],
+        image=row["image"],
+        time=_dt(row["time"]),
+        updated_at=_dt(row["updated_at"]),
+        content_type=row["content_type"],
+        format=row["format"],
+        width=row["width"],
+        height=row["height"],
+        size=row["size"],
+        sha256=row["sha256"],
+        path=row["path"],
+        properties=json.loads(row["properties"]),
+        owner=row["owner"],
+        version=row["version"],
+    )
+
+
+_SQL_OPS = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def _typed_match(alias: str, op: str, value: Any, params: list[Any]) -> str:
+    """`alias.value <op> value` with MongoDB's type bracketing: numbers compare with numbers,
+    strings with strings, booleans with booleans, and nothing else matches."""
+    sql_op = _SQL_OPS[op]
+    if value is None:
+        return f"{alias}.type = 'null'" if op in ("$eq", "$gte", "$lte") else "0"
+    if isinstance(value, bool):
+        params.append(int(value))
+        return f"({alias}.type IN ('true', 'false') AND ({alias}.type = 'true') {sql_op} ?)"
+    if isinstance(value, (int, float)):
+        params.append(value)
+        return f"({alias}.type IN ('integer', 'real') AND {alias}.value {sql_op} ?)"
+    params.append(value)
+    return f"({alias}.type = 'text' AND {alias}.value {sql_op} ?)"
+
+
+def _property_match(key: str, op: str, value: Any, params: list[Any]) -> str:
+    """A property matches when its value does or, for an array, when any element does.
+
+    Top-level keys are found with json_each and a bound `key = ?`, so a key is never part of SQL
+    or JSON-path text, whatever characters it holds."""
+    params.append(key)
+    scalar = _typed_match("p", op, value, params)
+    element = _typed_match("e", op, value, params)
+    match = (
+        f"EXISTS (SELECT 1 FROM json_each(images.properties) AS p WHERE p.key = ? AND ({scalar} OR "
+        f"(p.type = 'array' AND EXISTS (SELECT 1 FROM json_each(p.value) AS e WHERE {element}))))"
+    )
+    if value is None and op in ("$eq", "$gte", "$lte"):
+        # MongoDB: {k: null} also matches records that lack k.
+        params.append(key)
+        return f"({match} OR NOT EXISTS (SELECT 1 FROM json_each(images.properties) AS p WHERE p.key = ?))"
+    return match
+
+
+def _condition(condition: Condition, params: list[Any]) -> str:
+    field, op, value = condition.field, condition.op, condition.value
+    if field == "time":
+        if op == "$exists":
+            return "1" if value else "0"
+        if op in ("$in", "$nin"):
+            params.extend(_ts(v) for v in value)
+            marks = ", ".join("?" for _ in value) or "NULL"
+            return f"time {'IN' if op == '$in' else 'NOT IN'} ({marks})" if value else ("0" if op == "$in" else "1")
+        params.append(_ts(value))
+        return f"time {'<>' if op == '$ne' else _SQL_OPS[op]} ?"
+    if op == "$exists":
+        params.append(field)
+        return f"{'' if value else 'NOT '}EXISTS (SELECT 1 FROM json_each(images.properties) AS p WHERE p.key = ?)"
+    if op in ("$ne", "$nin"):
+        positive = Condition(field, "$eq" if op == "$ne" else "$in", value)
+        return f"NOT {_condition(positive, params)}"
+    if op == "$in":
+        if not value:
+            return "0"
+        return "(" + " OR ".join(_property_match(field, "$eq", v, params) for v in value) + ")"
+    return _property_match(field, op, value, params)
+
+
+def _where(collection: str, conditions: tuple[Condition, ...], params: list[Any]) -> str:
+    params.append(collection)
+    clauses = ["collection = ?"] + [_condition(c, params) for c in conditions]
+    return " AND ".join(clauses)
+
+
+class SqliteMetadataStore:
+    name = "sqlite"
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def __aenter__(self) -> SqliteMetadataStore:
+        await self._run(self._open)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
+
+    def _open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA foreign_keys=ON")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"{self._path} has schema version {version}, newer than this gateway knows ({len(MIGRATIONS)})")
+        for number in range(version, len(MIGRATIONS)):
+            db.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, MIGRATIONS[number].split(";")):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number + 1}")
+            db.execute("COMMIT")
+        self._db = db
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "SqliteMetadataStore used outside its context"
+        return self._db
+
+    # --- records ---------------------------------------------------------------------------
+
+    async def insert(self, record: ImageRecord) -> None:
+        def insert() -> None:
+            try:
+                self.db.execute(
+                    f"INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.collection, record.id, record.image, _ts(record.time), _ts(record.updated_at),
+                        record.content_type, record.format, record.width, record.height, record.size,
+                        record.sha256, record.path, json.dumps(record.properties), record.owner, record.version,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict("an image with that id exists", code="image_exists") from None
+
+        await self._run(insert)
+
+    async def get(self, collection: str, image_id: str) -> ImageRecord:
+        def get() -> ImageRecord:
+            row = self.db.execute(
+                f"SELECT {_COLUMNS} FROM images WHERE collection = ? AND id = ?", (collection, image_id)
+            ).fetchone()
+            if row is None:
+                raise NotFound("no image with that id", code="image_not_found")
+            return _row_to_record(row)
+
+        return await self._run(get)
+
+    async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
+        params: list[Any] = []
+        where = _where(collection, query.conditions, params)
+        direction = "DESC" if query.descending else "ASC"
+        if query.after is not None:
+            op = "<" if query.descending else ">"
+            where += f" AND (time {op} ? OR (time = ? AND id {op} ?))"
+            params += [_ts(query.after.time), _ts(query.after.time), query.after.id]
+        sql = f"SELECT {_COLUMNS} FROM images WHERE {where} ORDER BY time {direction}, id {direction} LIMIT ? OFFSET ?"
+        params += [query.limit, query.skip]
+        rows = await self._run(lambda: self.db.execute(sql, params).fetchall())
+        return [_row_to_record(row) for row in rows]
+
+    async def count(self, collection: str, conditions: tuple[Condition, ...]) -> int:
+        params: list[Any] = []
+        sql = f"SELECT COUNT(*) FROM images WHERE {_where(collection, conditions, params)}"
+        return await self._run(lambda: self.db.execute(sql, params).fetchone()[0])
+
+    async def replace_properties(self, record: ImageRecord, expected_version: int) -> ImageRecord | None:
+        def update() -> ImageRecord | None:
+            cursor = self.db.execute(
+                "UPDATE images SET properties = ?, updated_at = ?, version = ? WHERE collection = ? AND id = ? AND version = ?",
+                (json.dumps(record.properties), _ts(record.updated_at), record.version, record.collection, record.id, expected_version),
+            )
+            if cursor.rowcount == 1:
+                return record
+            exists = self.db.execute(
+                "SELECT 1 FROM images WHERE collection = ? AND id = ?", (record.collection, record.id)
+            ).fetchone()
+            if exists is None:
+                raise NotFound("no image with that id", code="image_not_found")
+            return None
+
+        return await self._run(update)
+
+    async def delete(self, collection: str, image_id: str) -> ImageRecord:
+        def delete() -> ImageRecord:
+            row = self.db.execute(
+                f"DELETE FROM images WHERE collection = ? AND id = ? RETURNING {_COLUMNS}", (collection, image_id)
+            ).fetchone()
+            if row is None:
+                raise NotFound("no image with that id", code="image_not_found")
+            return _row_to_record(row)
+
+        return await self._run(delete)
+
+    async def delete_records(self, collection: str) -> int:
+        return await self._run(lambda: self.db.execute("DELETE FROM images WHERE collection = ?", (collection,)).rowcount)
+
+    async def records(self, collection: str | None = None) -> AsyncIterator[ImageRecord]:
+        after = ""
+        while True:
+            # Pages by path keep memory flat however large the table is.
+            if collection is None:
+                sql, params = f"SELECT {_COLUMNS} FROM images WHERE path > ? ORDER BY path LIMIT 500", (after,)
+            else:
+                sql = f"SELECT {_COLUMNS} FROM images WHERE collection = ? AND path > ? ORDER BY path LIMIT 500"
+                params = (collection, after)
+            rows = await self._run(lambda: self.db.execute(sql, params).fetchall())
+            for row in rows:
+                yield _row_to_record(row)
+            if len(rows) < 500:
+                return
+            after = rows[-1]["path"]
+
+    # --- collections -------------------------------------------------------------------------
+
+    async def ensure_collection(self, name: str) -> str:
+        def ensure() -> str:
+            self.db.execute(
+                "INSERT INTO collections (name, generation, state, created_at) VALUES (?, ?, 'active', ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, secrets.token_hex(8), _ts(utcnow())),
+            )
+            generation, state = self.db.execute(
+                "SELECT generation, state FROM collections WHERE name = ?", (name,)
+            ).fetchone()
+            if state != "active":
+                raise Conflict("the collection is being deleted", code="collection_dropping")
+            return generation
+
+        return await self._run(ensure)
+
+    async def collection_generation(self, name: str) -> str | None:
+        row = await self._run(
+            lambda: self.db.execute(
+                "SELECT generation FROM collections WHERE name = ? AND state = 'active'", (name,)
+            ).fetchone()
+        )
+        return None if row is None else row[0]
+
+    async def begin_drop(self, name: str) -> bool:
+        return await self._run(
+            lambda: self.db.execute("UPDATE collections SET state = 'dropping' WHERE name = ?", (name,)).rowcount == 1
+        )
+
+    async def finish_drop(self, name: str) -> None:
+        await self._run(lambda: self.db.execute("DELETE FROM collections WHERE name = ?", (name,)))
+
+    async def collections(self, *, include_dropping: bool = False) -> list[str]:
+        sql = "SELECT name FROM collections" + ("" if include_dropping else " WHERE state = 'active'") + " ORDER BY name"
+        return [row[0] for row in await self._run(lambda: self.db.execute(sql).fetchall())]
+
+    async def collection_stats(self, name: str) -> CollectionStats:
+        def stats() -> CollectionStats:
+            row = self.db.execute(
+                "SELECT created_at FROM collections WHERE name = ? AND state = 'active'", (name,)
+            ).fetchone()
+            if row is None:
+                raise NotFound("no collection with that name", code="collection_not_found")
+            created_at = _dt(row[0])
+            documents, size, updated = self.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), MAX(updated_at) FROM images WHERE collection = ?", (name,)
+            ).fetchone()
+            return CollectionStats(name, documents, size, created_at, _dt(updated) if updated else created_at)
+
+        return await self._run(stats)
+
+    async def ping(self) -> None:
+        await self._run(lambda: self.db.execute("SELECT 1").fetchone())

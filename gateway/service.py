@@ -1,0 +1,246 @@
+"""ImageService: the one place that orders writes across the object store and the database.
+
+The two stores share no transaction, so every operation is ordered to keep these true:
+- an acknowledged upload has its object and its record, and the object hashes to `sha256`;
+- a visible record has its object (objects are written before records, deleted after them);
+- a failed request leaves nothing, or an object without a record, which `reconcile` removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+
+from gateway.config import Config
+from gateway.errors import Conflict, GatewayError, NotFound, PreconditionFailed, TooLarge
+from gateway.images import ImageInspector
+from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
+from gateway.storage.base import BlobStore, collection_prefix, object_key
+from gateway.validation import ListQuery, merge_patch
+from gateway.validation import properties as valid_properties
+
+log = logging.getLogger(__name__)
+
+_UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\/]')
+_DELETE_BATCH = 1000
+_UPDATE_ATTEMPTS = 10
+
+
+def sanitize_filename(raw: str | None, fallback: str) -> str:
+    """The client's file name without directories, control characters or quotes; never empty."""
+    if not raw:
+        return fallback
+    name = unicodedata.normalize("NFC", raw).replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_FILENAME.sub("_", name).strip(" .")
+    return name[:255] or fallback
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[ImageRecord]
+    has_more: bool
+    total: int | None
+
+
+class Upload:
+    """One upload in progress. Use as `async with service.upload(c) as upload:`; the object is
+    removed on exit unless `commit` recorded it."""
+
+    def __init__(self, service: ImageService, collection: str, owner: str | None):
+        self._service = service
+        self.collection = collection
+        self.owner = owner
+        self.id = str(ObjectId())
+        self._key: str | None = None
+        self._record: ImageRecord | None = None
+        self._filename = ""
+        self._inspector: ImageInspector | None = None
+        self._sha256 = hashlib.sha256()
+        self._committed = False
+
+    async def __aenter__(self) -> Upload:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if not self._committed and self._key is not None:
+            await self._service._discard(self.collection, self.id, self._key, record_maybe_written=self._record is not None)
+
+    @property
+    def has_image(self) -> bool:
+        return self._key is not None
+
+    async def put_image(self, chunks: AsyncIterator[bytes], filename: str | None) -> None:
+        """Stream the image to the object store, hashing, counting and validating on the way."""
+        if self._key is not None:
+            raise Conflict("an upload carries one image", code="multiple_images")
+        limits = self._service.config.limits
+        inspector = self._inspector = ImageInspector(limits.max_image_pixels)
+        iterator = chunks.__aiter__()
+        head: list[bytes] = []
+
+        def take(chunk: bytes) -> None:
+            if inspector.size + len(chunk) > limits.max_upload_bytes:
+                raise TooLarge(f"images are at most {limits.max_upload_bytes} bytes", code="upload_too_large")
+            inspector.feed(chunk)
+            self._sha256.update(chunk)
+
+        # Read until the header names the format: the key's extension depends on it, and bytes
+        # that are no image are refused before the object store sees any of them.
+        async for chunk in iterator:
+            take(chunk)
+            head.append(chunk)
+            if inspector.info is not None:
+                break
+        else:
+            inspector.finish()
+        assert inspector.info is not None
+        fmt = inspector.info.format
+        self._filename = sanitize_filename(filename, f"{self.id}.{fmt.extension}")
+
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in head:
+                yield chunk
+            async for chunk in iterator:
+                take(chunk)
+                yield chunk
+            # A truncated image raises here, inside the store's put, which then keeps nothing.
+            inspector.finish()
+
+        self._key = object_key(self.collection, self.id, fmt.extension)
+        await self._service.blobs.put(self._key, body(), content_type=fmt.content_type, filename=self._filename)
+
+    async def commit(self, properties: dict[str, Any]) -> ImageRecord:
+        """Record the stored image with its properties; the upload is acknowledged after this."""
+        if self._key is None or self._inspector is None or self._inspector.info is None:
+            raise GatewayError("commit before put_image")  # a programming error, not a request error
+        service = self._service
+        properties = valid_properties(properties, max_bytes=service.config.limits.max_properties_bytes)
+        info = self._inspector.info
+        now = utcnow()
+        record = ImageRecord(
+            collection=self.collection, id=self.id, image=self._filename, time=now, updated_at=now,
+            content_type=info.format.content_type, format=info.format.name.lower(), width=info.width,
+            height=info.height, size=self._inspector.size, sha256=self._sha256.hexdigest(), path=self._key,
+            properties=properties, owner=self.owner,
+        )
+        generation = await service.meta.ensure_collection(self.collection)
+        self._record = record
+        await service.meta.insert(record)
+        # A drop that began while we uploaded may have listed the objects before ours existed;
+        # a changed generation means our record must not stay.
+        if await service.meta.collection_generation(self.collection) != generation:
+            raise Conflict("the collection was deleted during the upload", code="collection_dropping")
+        self._committed = True
+        return record
+
+
+class ImageService:
+    def __init__(self, blobs: BlobStore, meta: MetadataStore, config: Config):
+        self.blobs = blobs
+        self.meta = meta
+        self.config = config
+
+    def upload(self, collection: str, *, owner: str | None = None) -> Upload:
+        return Upload(self, collection, owner)
+
+    async def upload_bytes(self, collection: str, data: bytes, filename: str | None, properties: dict[str, Any], *, owner: str | None = None) -> ImageRecord:
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(data), 1024 * 1024):
+                yield data[start : start + 1024 * 1024]
+
+        async with self.upload(collection, owner=owner) as upload:
+            await upload.put_image(chunks(), filename)
+            return await upload.commit(properties)
+
+    async def _discard(self, collection: str, image_id: str, key: str, *, record_maybe_written: bool) -> None:
+        """Undo a failed upload: the record first (if it may exist), then the object, so no
+        visible record ever lacks its object. When the record cannot be confirmed gone, the
+        object stays; the pair is then complete, or the object is an orphan for reconcile."""
+        if record_maybe_written:
+            try:
+                await self.meta.delete(collection, image_id)
+            except NotFound:
+                pass
+            except GatewayError:
+                log.warning("upload %s/%s: record state unknown after a failure; object kept for reconcile", collection, image_id)
+                return
+        try:
+            await self.blobs.delete(key)
+        except GatewayError:
+            log.warning("upload %s/%s: object %s left for reconcile", collection, image_id, key)
+
+    async def get(self, collection: str, image_id: str) -> ImageRecord:
+        return await self.meta.get(collection, image_id)
+
+    async def find(self, collection: str, query: ListQuery, *, with_total: bool) -> Page:
+        probe = ListQuery(query.conditions, query.limit + 1, query.skip, query.descending, query.after)
+        records = await self.meta.find(collection, probe)
+        total = await self.meta.count(collection, query.conditions) if with_total else None
+        return Page(records[: query.limit], len(records) > query.limit, total)
+
+    async def replace_properties(self, collection: str, image_id: str, properties: dict[str, Any], *, if_version: int | None = None) -> ImageRecord:
+        return await self._update(collection, image_id, lambda _current: properties, if_version)
+
+    async def patch_properties(self, collection: str, image_id: str, patch: dict[str, Any], *, if_version: int | None = None) -> ImageRecord:
+        return await self._update(collection, image_id, lambda current: merge_patch(current, patch), if_version)
+
+    async def _update(self, collection: str, image_id: str, change: Any, if_version: int | None) -> ImageRecord:
+        limit = self.config.limits.max_properties_bytes
+        for _ in range(_UPDATE_ATTEMPTS):
+            current = await self.meta.get(collection, image_id)
+            if if_version is not None and current.version != if_version:
+                raise PreconditionFailed("the image changed since that version", code="version_mismatch")
+            updated = current.with_properties(valid_properties(change(current.properties), max_bytes=limit), utcnow())
+            stored = await self.meta.replace_properties(updated, current.version)
+            if stored is not None:
+                return stored
+        raise Conflict("the image is being updated concurrently; try again", code="update_conflict")
+
+    async def delete(self, collection: str, image_id: str) -> ImageRecord:
+        record = await self.meta.delete(collection, image_id)
+        try:
+            await self.blobs.delete(record.path)
+        except GatewayError:
+            # The image is gone from every listing; its bytes are an orphan for reconcile.
+            log.warning("deleted %s/%s but its object %s stays for reconcile", collection, image_id, record.path)
+        return record
+
+    async def download_url(self, collection: str, image_id: str) -> str:
+        record = await self.meta.get(collection, image_id)
+        return await self.blobs.presign(
+            record.path, ttl=self.config.storage.presign_ttl_seconds, content_type=record.content_type, filename=record.image
+        )
+
+    async def collections(self) -> list[str]:
+        return await self.meta.collections()
+
+    async def collection_stats(self, collection: str) -> CollectionStats:
+        return await self.meta.collection_stats(collection)
+
+    async def drop_collection(self, collection: str) -> dict[str, int]:
+        """Records first, then objects under the collection's prefix, then the registry entry.
+        The collection is marked first, so uploads into it are refused and a drop that stops
+        half way resumes on the next call."""
+        if not await self.meta.begin_drop(collection):
+            raise NotFound("no collection with that name", code="collection_not_found")
+        records = await self.meta.delete_records(collection)
+        objects = 0
+        batch: list[str] = []
+        async for blob in self.blobs.list(collection_prefix(collection)):
+            batch.append(blob.key)
+            if len(batch) == _DELETE_BATCH:
+                await self.blobs.delete_many(batch)
+                objects += len(batch)
+                batch = []
+        if batch:
+            await self.blobs.delete_many(batch)
+            objects += len(batch)
+        await self.meta.finish_drop(collection)
+        return {"documents": records, "objects": objects}

@@ -1,0 +1,75 @@
+"""The object store contract, and the key layout every backend shares."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+from urllib.parse import quote
+
+
+def object_key(collection: str, image_id: str, extension: str) -> str:
+    """`<collection>/<id>.<ext>`: one key prefix per collection."""
+    return f"{collection}/{image_id}.{extension}"
+
+
+def collection_prefix(collection: str) -> str:
+    # Always with its slash: a prefix of "images" must never match "images2/...".
+    return f"{collection}/"
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    key: str
+    size: int
+    last_modified: datetime
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Where image bytes live. Keys are produced by `object_key` and already validated.
+
+    Implementations translate their SDK's errors: a missing key is `BlobNotFound`, any other
+    failure of the store is `Unavailable`.
+    """
+
+    name: str
+
+    async def put(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str,
+        filename: str,
+    ) -> None:
+        """Store the bytes `chunks` yields under `key`, replacing nothing that is visible until
+        the whole body is in: a reader sees the full object or none. If `chunks` raises, nothing
+        is left behind and the exception propagates. `filename` goes into Content-Disposition."""
+
+    def get(self, key: str) -> AsyncIterator[bytes]:
+        """The object's bytes, in chunks. Raises `BlobNotFound`."""
+
+    async def delete(self, key: str) -> None:
+        """Remove `key`; removing a missing key is not an error."""
+
+    async def delete_many(self, keys: list[str]) -> None:
+        """Remove up to 1000 keys at once; missing keys are not an error."""
+
+    def list(self, prefix: str) -> AsyncIterator[BlobInfo]:
+        """Every object whose key starts with `prefix`, in key order, streamed page by page."""
+
+    async def presign(self, key: str, *, ttl: int, content_type: str, filename: str) -> str:
+        """A URL that lets its bearer GET the object for `ttl` seconds, served with
+        `content_type` and a Content-Disposition naming `filename`. May be relative to the
+        gateway (the filesystem backend's links are gateway routes)."""
+
+    async def ping(self) -> None:
+        """Raise `Unavailable` unless the store answers."""
+
+
+def content_disposition(filename: str, disposition: str = "inline") -> str:
+    """RFC 6266 with an RFC 5987 `filename*` for names beyond ASCII."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename) or "image"
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -1,0 +1,131 @@
+"""Image bytes on local disk: the embedded default.
+
+Writes are atomic (a temp file in the same file system, fsync, rename, fsync of the directory),
+so a crash leaves the old state or the new one, never half a file. Blocking file I/O runs in
+threads. Downloads go through a gateway route signed with HMAC (`gateway.signing`), which
+serves the file with Range, ETag and caching headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gateway.errors import BlobNotFound, Invalid, Unavailable
+from gateway.signing import UrlSigner
+from gateway.storage.base import BlobInfo
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_ROUTE = "/_objects/"
+_KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}/[0-9a-f]{24}\.[a-z]{3,4}")
+_CHUNK = 256 * 1024
+
+
+class FilesystemBlobStore:
+    name = "filesystem"
+
+    def __init__(self, root: Path, signer: UrlSigner):
+        self.root = root.resolve()
+        self._tmp = self.root / ".tmp"
+        self._signer = signer
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        log.warning("filesystem object store at %s: for development and single-host use", self.root)
+
+    def local_path(self, key: str) -> Path:
+        """The file for `key`; refuses anything that is not a well-formed key inside the root."""
+        if _KEY_RE.fullmatch(key) is None or ".." in key:
+            raise Invalid("malformed object key", code="invalid_key")
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise Invalid("malformed object key", code="invalid_key")
+        return path
+
+    async def put(self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, filename: str) -> None:
+        target = self.local_path(key)
+        fd, tmp_name = await asyncio.to_thread(tempfile.mkstemp, dir=self._tmp, prefix="upload-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                async for chunk in chunks:
+                    await asyncio.to_thread(handle.write, chunk)
+                await asyncio.to_thread(_flush_and_sync, handle)
+            await asyncio.to_thread(_publish, Path(tmp_name), target)
+        except BaseException:
+            await asyncio.to_thread(Path(tmp_name).unlink, missing_ok=True)
+            raise
+
+    async def get(self, key: str) -> AsyncIterator[bytes]:
+        path = self.local_path(key)
+        try:
+            handle = await asyncio.to_thread(path.open, "rb")
+        except FileNotFoundError:
+            raise BlobNotFound("the image's object is missing") from None
+        with handle:
+            while chunk := await asyncio.to_thread(handle.read, _CHUNK):
+                yield chunk
+
+    async def delete(self, key: str) -> None:
+        path = self.local_path(key)
+        try:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        except OSError as exc:
+            raise Unavailable(f"the object store failed to delete ({exc.strerror})", code="storage_unavailable") from exc
+
+    async def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            await self.delete(key)
+
+    async def list(self, prefix: str) -> AsyncIterator[BlobInfo]:
+        collection, _, name_prefix = prefix.partition("/")
+        directories = [collection] if "/" in prefix else sorted(
+            entry for entry in await asyncio.to_thread(os.listdir, self.root)
+            if entry.startswith(collection) and not entry.startswith(".")
+        )
+        for directory in directories:
+            folder = self.root / directory
+            try:
+                names = sorted(await asyncio.to_thread(os.listdir, folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in names:
+                if not name.startswith(name_prefix if "/" in prefix else ""):
+                    continue
+                try:
+                    stat = await asyncio.to_thread((folder / name).stat)
+                except FileNotFoundError:
+                    continue
+                yield BlobInfo(f"{directory}/{name}", stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+
+    async def presign(self, key: str, *, ttl: int, content_type: str, filename: str) -> str:
+        self.local_path(key)
+        return self._signer.sign(DOWNLOAD_ROUTE + key, {"filename": filename}, ttl=ttl)
+
+    def verify(self, method: str, path: str, query: dict[str, str]) -> None:
+        self._signer.verify(method, path, query)
+
+    async def ping(self) -> None:
+        ok = await asyncio.to_thread(os.access, self.root, os.W_OK)
+        if not ok:
+            raise Unavailable("the object store directory is not writable", code="storage_unavailable")
+
+
+def _flush_and_sync(handle: object) -> None:
+    handle.flush()  # type: ignore[attr-defined]
+    os.fsync(handle.fileno())  # type: ignore[attr-defined]
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, target)
+    # The rename is durable only once its directory is.
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,200 @@
+"""Image bytes in S3 or MinIO, through one long-lived aioboto3 client.
+
+Presigned URLs are computed by a second client configured with the public endpoint (signing is
+local, that client never connects), because a SigV4 signature covers the host the browser uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import aioboto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gateway.config import S3Config
+from gateway.errors import BlobNotFound, Unavailable
+from gateway.storage.base import BlobInfo, content_disposition
+
+log = logging.getLogger(__name__)
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_CHUNK = 256 * 1024
+
+
+class _Failure:
+    """Translate botocore's errors at the boundary: a missing key, or an unavailable store."""
+
+    def __init__(self, action: str):
+        self.action = action
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _MISSING:
+            raise BlobNotFound("the image's object is missing") from exc
+        if isinstance(exc, (ClientError, BotoCoreError, asyncio.TimeoutError, OSError)):
+            log.warning("object store failed to %s: %s", self.action, exc)
+            raise Unavailable(f"the object store failed to {self.action}", code="storage_unavailable") from exc
+        return False
+
+
+class S3BlobStore:
+    name = "s3"
+
+    def __init__(self, client: Any, presigner: Any, bucket: str, part_size: int):
+        self._client = client
+        self._presigner = presigner
+        self.bucket = bucket
+        self._part_size = part_size
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, config: S3Config) -> AsyncIterator[S3BlobStore]:
+        """The store with its clients, for the app's lifetime; the bucket is ensured on entry."""
+        session = aioboto3.Session()
+        boto_config = BotoConfig(
+            signature_version="s3v4",
+            s3={"addressing_style": config.addressing_style},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=50,
+        )
+        credentials = {
+            "region_name": config.region,
+            "aws_access_key_id": config.access_key_id,
+            "aws_secret_access_key": config.secret_access_key.reveal() if config.secret_access_key else None,
+            "config": boto_config,
+        }
+        async with AsyncExitStack() as stack:
+            client = await stack.enter_async_context(session.client("s3", endpoint_url=config.endpoint_url, **credentials))
+            presigner = client
+            if config.public_endpoint_url and config.public_endpoint_url != config.endpoint_url:
+                presigner = await stack.enter_async_context(
+                    session.client("s3", endpoint_url=config.public_endpoint_url, **credentials)
+                )
+            store = cls(client, presigner, config.bucket, config.part_size)
+            await store.ensure_bucket(config.region)
+            yield store
+
+    async def ensure_bucket(self, region: str) -> None:
+        with _Failure("check the bucket"):
+            try:
+                await self._client.head_bucket(Bucket=self.bucket)
+                return
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+                    raise
+            kwargs: dict[str, Any] = {"Bucket": self.bucket}
+            if region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            try:
+                await self._client.create_bucket(**kwargs)
+                log.info("created bucket %s", self.bucket)
+            except ClientError as exc:
+                # Another replica created it between our check and our create.
+                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    async def put(self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, filename: str) -> None:
+        headers = {"ContentType": content_type, "ContentDisposition": content_disposition(filename)}
+        buffer = bytearray()
+        iterator = chunks.__aiter__()
+        async for chunk in iterator:
+            buffer += chunk
+            if len(buffer) >= self._part_size:
+                await self._put_multipart(key, buffer, iterator, headers)
+                return
+        with _Failure("store the object"):
+            await self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer), **headers)
+
+    async def _put_multipart(self, key: str, buffer: bytearray, rest: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+        with _Failure("start a multipart upload"):
+            upload = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **headers)
+        upload_id = upload["UploadId"]
+        parts: list[dict[str, Any]] = []
+
+        async def send(body: bytes) -> None:
+            with _Failure("store a part"):
+                answer = await self._client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=len(parts) + 1, Body=body
+                )
+            part = {"PartNumber": len(parts) + 1, "ETag": answer["ETag"]}
+            # When the SDK sent a flexible checksum with the part, completion must repeat it.
+            part.update({name: value for name, value in answer.items() if name.startswith("Checksum") and name != "ChecksumType"})
+            parts.append(part)
+
+        try:
+            async for chunk in rest:
+                buffer += chunk
+                while len(buffer) >= self._part_size:
+                    await send(bytes(buffer[: self._part_size]))
+                    del buffer[: self._part_size]
+            if buffer or not parts:
+                await send(bytes(buffer))
+            with _Failure("complete a multipart upload"):
+                await self._client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+        except BaseException:
+            try:
+                await asyncio.shield(self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id))
+            except (ClientError, BotoCoreError, OSError) as exc:
+                # Left to the bucket's lifecycle rule for incomplete uploads.
+                log.warning("could not abort multipart upload of %s: %s", key, exc)
+            raise
+
+    async def get(self, key: str) -> AsyncIterator[bytes]:
+        with _Failure("read the object"):
+            answer = await self._client.get_object(Bucket=self.bucket, Key=key)
+            async with answer["Body"] as body:
+                while chunk := await body.read(_CHUNK):
+                    yield chunk
+
+    async def delete(self, key: str) -> None:
+        with _Failure("delete the object"):
+            await self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    async def delete_many(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        with _Failure("delete objects"):
+            answer = await self._client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+            )
+        errors = [e for e in answer.get("Errors", []) if e.get("Code") not in _MISSING]
+        if errors:
+            log.warning("object store refused to delete %d objects, first: %s", len(errors), errors[0])
+            raise Unavailable("the object store failed to delete objects", code="storage_unavailable")
+
+    async def list(self, prefix: str) -> AsyncIterator[BlobInfo]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        with _Failure("list objects"):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield BlobInfo(item["Key"], item["Size"], item["LastModified"])
+
+    async def presign(self, key: str, *, ttl: int, content_type: str, filename: str) -> str:
+        with _Failure("sign a link"):
+            return await self._presigner.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ResponseContentType": content_type,
+                    "ResponseContentDisposition": content_disposition(filename),
+                },
+                ExpiresIn=ttl,
+            )
+
+    async def ping(self) -> None:
+        with _Failure("answer"):
+            await asyncio.wait_for(self._client.head_bucket(Bucket=self.bucket), timeout=3)

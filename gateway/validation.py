@@ -1,0 +1,270 @@
+"""Validation of everything that enters from a request: names, ids, properties, list queries.
+
+Values leave this module either rejected with `Invalid`/`NotFound`, or in a shape the backends can
+use without further checks: no key that starts with `$` or holds a `.` or NUL ever reaches a
+database, and no name can step outside its key prefix.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from gateway.errors import Invalid, NotFound
+
+COLLECTION_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+IMAGE_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
+MAX_PROPERTY_KEY_LENGTH = 256
+MAX_PROPERTY_DEPTH = 16
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 50
+MAX_SKIP = 10_000_000
+
+COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+OPERATORS = (*COMPARISONS, "$in", "$nin", "$exists")
+MAX_IN_VALUES = 100
+MAX_FILTER_FIELDS = 32
+
+
+def collection_name(raw: str) -> str:
+    if COLLECTION_RE.fullmatch(raw) is None or ".." in raw:
+        raise Invalid(
+            "collection names are 1-63 characters of a-z, 0-9, '.', '_' and '-', start with a letter "
+            "or digit, and do not contain '..'",
+            code="invalid_collection",
+        )
+    return raw
+
+
+def image_id(raw: str) -> str:
+    # A malformed id names no image: 404, as for an unknown one.
+    if IMAGE_ID_RE.fullmatch(raw) is None:
+        raise NotFound("no image with that id", code="image_not_found")
+    return raw.lower()
+
+
+def _check_key(key: Any, where: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise Invalid(f"{where}: property keys must be non-empty strings", code="invalid_property_key")
+    if key.startswith("$") or "." in key or "\x00" in key:
+        raise Invalid(
+            f"{where}: property keys may not start with '$' or contain '.' or NUL",
+            code="invalid_property_key",
+        )
+    if len(key) > MAX_PROPERTY_KEY_LENGTH:
+        raise Invalid(f"{where}: property keys are at most {MAX_PROPERTY_KEY_LENGTH} characters", code="invalid_property_key")
+
+
+def _check_value(value: Any, where: str, depth: int) -> None:
+    if depth > MAX_PROPERTY_DEPTH:
+        raise Invalid(f"properties nest at most {MAX_PROPERTY_DEPTH} levels deep", code="invalid_properties")
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _check_key(key, where)
+            _check_value(inner, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for inner in value:
+            _check_value(inner, where, depth + 1)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise Invalid(f"{where}: strings may not contain NUL", code="invalid_properties")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise Invalid(f"{where}: numbers must be finite", code="invalid_properties")
+    elif not (value is None or isinstance(value, (bool, int))):
+        raise Invalid(f"{where}: unsupported value", code="invalid_properties")
+
+
+def properties(value: Any, *, max_bytes: int) -> dict[str, Any]:
+    """A property document: a JSON object whose keys, at any depth, are safe for MongoDB."""
+    if not isinstance(value, dict):
+        raise Invalid("properties must be a JSON object", code="invalid_properties")
+    _check_value(value, "properties", 0)
+    if len(json.dumps(value, separators=(",", ":"))) > max_bytes:
+        raise Invalid(f"properties are at most {max_bytes} bytes of JSON", code="properties_too_large")
+    return value
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON Merge Patch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def parse_json(raw: bytes | str, what: str) -> Any:
+    try:
+        # strict=False: clients that paste base64 with its line breaks into a JSON string
+        # (seed 000's curl flow) send raw control characters inside strings.
+        return json.loads(raw, strict=False)
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid(f"{what} is not valid JSON", code="invalid_json") from None
+
+
+def parse_time(raw: Any, where: str) -> datetime:
+    if not isinstance(raw, str):
+        raise Invalid(f"{where}: times are ISO 8601 strings", code="invalid_filter")
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    except ValueError:
+        raise Invalid(f"{where}: not an ISO 8601 time", code="invalid_filter") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+# --- list queries -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One comparison of a field. `field` is "time" or a property key; `value` is already
+    validated (a datetime for time, a JSON scalar for properties, a list for $in/$nin)."""
+
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Cursor:
+    time: datetime
+    id: str
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    conditions: tuple[Condition, ...] = ()
+    limit: int = DEFAULT_LIMIT
+    skip: int = 0
+    descending: bool = True
+    after: Cursor | None = None
+
+
+def _scalar(value: Any, where: str) -> Any:
+    if isinstance(value, (dict, list)):
+        raise Invalid(f"{where}: filter values are strings, numbers, booleans or null", code="invalid_filter")
+    _check_value(value, where, 0)
+    return value
+
+
+def _condition(field: str, op: str, value: Any) -> Condition:
+    where = f"filter.{field}"
+    if op not in OPERATORS:
+        raise Invalid(f"{where}: operator {op!r} is not allowed (allowed: {', '.join(OPERATORS)})", code="invalid_filter")
+    if op == "$exists":
+        if not isinstance(value, bool):
+            raise Invalid(f"{where}: $exists takes true or false", code="invalid_filter")
+        return Condition(field, op, value)
+    if op in ("$in", "$nin"):
+        if not isinstance(value, list) or len(value) > MAX_IN_VALUES:
+            raise Invalid(f"{where}: {op} takes a list of at most {MAX_IN_VALUES} values", code="invalid_filter")
+        items = [parse_time(v, where) if field == "time" else _scalar(v, where) for v in value]
+        return Condition(field, op, items)
+    if field == "time":
+        return Condition(field, op, parse_time(value, where))
+    return Condition(field, op, _scalar(value, where))
+
+
+def parse_filter(raw: str) -> tuple[Condition, ...]:
+    document = parse_json(raw, "filter")
+    if not isinstance(document, dict):
+        raise Invalid("filter must be a JSON object", code="invalid_filter")
+    if len(document) > MAX_FILTER_FIELDS:
+        raise Invalid(f"filter names at most {MAX_FILTER_FIELDS} fields", code="invalid_filter")
+    conditions: list[Condition] = []
+    for field, spec in document.items():
+        if field != "time":
+            try:
+                _check_key(field, "filter")
+            except Invalid as exc:
+                raise Invalid(exc.message, code="invalid_filter") from None
+        if isinstance(spec, dict):
+            if not spec:
+                raise Invalid(f"filter.{field}: empty operator object", code="invalid_filter")
+            conditions.extend(_condition(field, op, value) for op, value in spec.items())
+        else:
+            conditions.append(_condition(field, "$eq", spec))
+    return tuple(conditions)
+
+
+def _integer(raw: str, name: str, low: int, high: int) -> int:
+    if not re.fullmatch(r"\d{1,12}", raw):
+        raise Invalid(f"{name} must be a whole number from {low} to {high}", code="invalid_parameter")
+    value = int(raw)
+    if not low <= value <= high:
+        raise Invalid(f"{name} must be a whole number from {low} to {high}", code="invalid_parameter")
+    return value
+
+
+def encode_cursor(cursor: Cursor, descending: bool) -> str:
+    payload = json.dumps({"t": cursor.time.isoformat(), "i": cursor.id, "d": descending}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str, descending: bool) -> Cursor:
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        cursor = Cursor(time=parse_time(payload["t"], "cursor"), id=image_id(payload["i"]))
+        same_order = payload["d"] is descending
+    except (binascii.Error, ValueError, KeyError, TypeError, Invalid, NotFound):
+        raise Invalid("cursor is not one this service issued", code="invalid_cursor") from None
+    if not same_order:
+        raise Invalid("cursor was issued for the other sort order", code="invalid_cursor")
+    return cursor
+
+
+def list_query(params: Any, *, extra: tuple[str, ...] = ()) -> ListQuery:
+    """Parse seed 001's list parameters: limit, skip|offset, sort, filter, cursor, property.KEY."""
+    allowed = {"limit", "skip", "offset", "sort", "filter", "cursor", *extra}
+    conditions: list[Condition] = []
+    for name in params.keys():
+        if name.startswith("property."):
+            key = name[len("property.") :]
+            try:
+                _check_key(key, "property")
+            except Invalid as exc:
+                raise Invalid(exc.message, code="invalid_parameter") from None
+        elif name not in allowed:
+            raise Invalid(f"unknown query parameter {name[:64]!r}", code="unknown_parameter")
+    for name in set(params.keys()):
+        values = params.getall(name)
+        if name.startswith("property."):
+            # Repeated property.KEY=VALUE means any of the values.
+            field = name[len("property.") :]
+            checked = [_scalar(v, name) for v in values]
+            conditions.append(Condition(field, "$in", checked) if len(checked) > 1 else Condition(field, "$eq", checked[0]))
+        elif len(values) > 1:
+            raise Invalid(f"{name} is given more than once", code="invalid_parameter")
+    limit = _integer(params["limit"], "limit", 1, MAX_LIMIT) if "limit" in params else DEFAULT_LIMIT
+    if "skip" in params and "offset" in params:
+        raise Invalid("give skip or offset, not both", code="invalid_parameter")
+    skip_raw = params.get("skip", params.get("offset"))
+    skip = _integer(skip_raw, "skip", 0, MAX_SKIP) if skip_raw is not None else 0
+    sort = params.get("sort", "-time")
+    if sort not in ("time", "-time"):
+        raise Invalid("sort must be 'time' or '-time'", code="invalid_parameter")
+    descending = sort == "-time"
+    if "filter" in params:
+        conditions.extend(parse_filter(params["filter"]))
+    after = decode_cursor(params["cursor"], descending) if "cursor" in params else None
+    if after is not None and skip:
+        raise Invalid("cursor and skip cannot be combined", code="invalid_parameter")
+    return ListQuery(conditions=tuple(conditions), limit=limit, skip=skip, descending=descending, after=after)
+
+
+def no_query(params: Any, allowed: tuple[str, ...] = ()) -> None:
+    for name in params.keys():
+        if name not in allowed:
+            raise Invalid(f"unknown query parameter {name[:64]!r}", code="unknown_parameter")
