@@ -1,0 +1,242 @@
+"""Each failure point of upload, update, delete and collection drop, on embedded and on
+MinIO+FerretDB. Each test fails if the write order or the compensation it guards is removed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestClient
+
+from gateway.keys import SERVICE
+from gateway.service import ImageService
+from tests.faults import Faulty, assert_invariants, install, object_keys, record_paths
+from tests.helpers import png
+
+
+def service_of(client: TestClient) -> ImageService:
+    return client.server.app[SERVICE]
+
+
+def image_form(image: bytes | None = None, **fields: str) -> aiohttp.FormData:
+    data = aiohttp.FormData()
+    for name, value in fields.items():
+        data.add_field(name, value)
+    data.add_field("image", image or png(), filename="a.png", content_type="image/png")
+    return data
+
+
+async def upload(client: TestClient, collection: str = "faults", **fields: str) -> aiohttp.ClientResponse:
+    return await client.post(f"/collections/{collection}/images", data=image_form(**fields))
+
+
+async def faulty(client: TestClient) -> tuple[ImageService, Faulty, Faulty]:
+    service = service_of(client)
+    blobs, meta = install(service)
+    return service, blobs, meta
+
+
+async def assert_error(response: aiohttp.ClientResponse, status: int) -> None:
+    assert response.status == status, await response.text()
+    body = await response.json()
+    assert set(body["error"]) == {"code", "message"}
+
+
+# --- upload ---------------------------------------------------------------------------------
+
+
+async def test_object_put_fails_nothing_stored(client: TestClient) -> None:
+    service, blobs, meta = await faulty(client)
+    blobs.fail_before["put"] = 1
+    await assert_error(await upload(client), 503)
+    paths, keys = await assert_invariants(service)
+    assert paths == [] and keys == []
+    assert "insert" not in meta.calls  # the record is never written before the object
+
+
+async def test_collection_registration_fails_object_removed(client: TestClient) -> None:
+    service, blobs, meta = await faulty(client)
+    meta.fail_before["ensure_collection"] = 1
+    await assert_error(await upload(client), 503)
+    assert await assert_invariants(service) == ([], [])
+
+
+async def test_record_insert_fails_object_removed(client: TestClient) -> None:
+    service, blobs, meta = await faulty(client)
+    meta.fail_before["insert"] = 1
+    await assert_error(await upload(client), 503)
+    assert await assert_invariants(service) == ([], [])
+    assert "delete" in blobs.calls
+
+
+async def test_record_written_but_unacknowledged_is_removed_with_its_object(client: TestClient) -> None:
+    service, blobs, meta = await faulty(client)
+    meta.fail_after["insert"] = 1
+    await assert_error(await upload(client), 503)
+    assert await assert_invariants(service) == ([], [])
+    assert meta.journal.index("meta.delete") < meta.journal.index("blobs.delete")  # record first, then object
+
+
+async def test_record_state_unknown_keeps_object(client: TestClient) -> None:
+    """Insert answered an error after writing, and removing the record fails too: the object
+    must stay, so the record that may exist is never left without its bytes."""
+    service, blobs, meta = await faulty(client)
+    meta.fail_after["insert"] = 1
+    meta.fail_before["delete"] = 1
+    await assert_error(await upload(client), 503)
+    paths, keys = await assert_invariants(service)
+    assert len(paths) == 1 and keys == paths
+
+
+async def test_object_cleanup_fails_leaves_only_an_orphan(client: TestClient) -> None:
+    service, blobs, meta = await faulty(client)
+    meta.fail_before["insert"] = 1
+    blobs.fail_before["delete"] = 1
+    await assert_error(await upload(client), 503)
+    paths, keys = await assert_invariants(service)
+    assert paths == [] and len(keys) == 1  # an orphan object, for reconcile
+
+
+async def test_drop_during_upload_is_refused_and_undone(client: TestClient) -> None:
+    service, blobs, meta = await faulty(client)
+    assert (await upload(client, "racing")).status == 200
+    real_generation = meta.inner.collection_generation
+
+    async def dropped_meanwhile(name: str) -> str | None:
+        # A drop ran between our insert and our check: the live generation differs.
+        await meta.inner.begin_drop(name)
+        await meta.inner.finish_drop(name)
+        await meta.inner.ensure_collection(name)
+        return await real_generation(name)
+
+    meta.inner.collection_generation = dropped_meanwhile
+    try:
+        await assert_error(await upload(client, "racing"), 409)
+    finally:
+        del meta.inner.collection_generation
+    paths, keys = await assert_invariants(service)
+    assert len(paths) == 1 and keys == paths  # only the first upload
+
+
+async def test_upload_into_dropping_collection_is_409(client: TestClient) -> None:
+    service, blobs, meta = await faulty(client)
+    assert (await upload(client, "dropping")).status == 200
+    await meta.inner.begin_drop("dropping")
+    response = await upload(client, "dropping")
+    await assert_error(response, 409)
+    assert (await response.json())["error"]["code"] == "collection_dropping"
+    paths, keys = await assert_invariants(service)
+    assert keys == paths and len(paths) == 1
+
+
+async def test_invalid_properties_after_image_leave_nothing(client: TestClient) -> None:
+    """Form fields after the file are read once the object is stored; a bad one must undo it."""
+    service = service_of(client)
+    data = aiohttp.FormData()
+    data.add_field("image", png(), filename="a.png", content_type="image/png")
+    data.add_field("$where", "1")
+    response = await client.post("/collections/late/images", data=data)
+    await assert_error(response, 400)
+    assert await assert_invariants(service) == ([], [])
+
+
+async def test_client_gone_mid_body_leaves_nothing(client: TestClient) -> None:
+    service = service_of(client)
+    boundary = "xyzzy"
+    image = png((400, 400))
+    head = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    total = len(head) + len(image) + len(f"\r\n--{boundary}--\r\n")
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        (
+            f"POST /collections/gone/images HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+        ).encode()
+        + head
+        + image[: len(image) // 2]
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    # The server notices the closed connection on its next read; poll until it has cleaned up.
+    for _ in range(200):
+        if not await object_keys(service.blobs) and not await record_paths(service.meta):
+            break
+        await asyncio.sleep(0.01)
+    assert await assert_invariants(service) == ([], [])
+
+
+# --- update and delete ------------------------------------------------------------------------
+
+
+async def test_properties_update_fails_nothing_changes(client: TestClient) -> None:
+    doc = await (await upload(client, a="1")).json()
+    service, blobs, meta = await faulty(client)
+    meta.fail_before["replace_properties"] = 1
+    url = f"/collections/faults/images/{doc['id']}"
+    await assert_error(await client.patch(url, json={"a": "2"}), 503)
+    assert (await (await client.get(url)).json())["properties"] == {"a": "1"}
+
+
+async def test_record_delete_fails_image_stays_whole(client: TestClient) -> None:
+    doc = await (await upload(client)).json()
+    service, blobs, meta = await faulty(client)
+    meta.fail_before["delete"] = 1
+    await assert_error(await client.delete(f"/collections/faults/images/{doc['id']}"), 503)
+    paths, keys = await assert_invariants(service)
+    assert paths == keys == [doc["path"]]
+    assert "delete" not in blobs.calls  # the object goes only after its record
+
+
+async def test_object_delete_fails_image_is_gone_object_orphaned(client: TestClient) -> None:
+    doc = await (await upload(client)).json()
+    service, blobs, meta = await faulty(client)
+    blobs.fail_before["delete"] = 1
+    response = await client.delete(f"/collections/faults/images/{doc['id']}")
+    assert response.status == 200
+    assert (await client.get(f"/collections/faults/images/{doc['id']}")).status == 404
+    paths, keys = await assert_invariants(service)
+    assert paths == [] and keys == [doc["path"]]
+
+
+# --- collection drop --------------------------------------------------------------------------
+
+
+async def _fill(client: TestClient, collection: str, count: int) -> list[dict[str, Any]]:
+    return [await (await upload(client, collection)).json() for _ in range(count)]
+
+
+async def test_drop_fails_at_records_then_resumes(client: TestClient) -> None:
+    await _fill(client, "big", 3)
+    await _fill(client, "bigger", 1)
+    service, blobs, meta = await faulty(client)
+    meta.fail_before["delete_records"] = 1
+    await assert_error(await client.delete("/collections/big"), 503)
+    await assert_invariants(service)
+    # Marked as dropping: hidden, and uploads are refused until the drop completes.
+    assert await (await client.get("/collections")).json() == ["bigger"]
+    await assert_error(await upload(client, "big"), 409)
+    response = await client.delete("/collections/big")
+    assert response.status == 200
+    assert (await response.json())["deleted"] == {"documents": 3, "objects": 3}
+    paths, keys = await assert_invariants(service)
+    assert len(paths) == 1 and all(k.startswith("bigger/") for k in keys)
+
+
+async def test_drop_fails_at_objects_then_resumes(client: TestClient) -> None:
+    await _fill(client, "half", 3)
+    service, blobs, meta = await faulty(client)
+    blobs.fail_before["delete_many"] = 1
+    await assert_error(await client.delete("/collections/half"), 503)
+    paths, keys = await assert_invariants(service)
+    assert paths == [] and len(keys) == 3  # records went first; objects are orphans until resumed
+    assert (await client.get("/collections/half")).status == 404
+    response = await client.delete("/collections/half")
+    assert response.status == 200
+    assert await assert_invariants(service) == ([], [])
+    assert json.dumps(await (await client.get("/collections")).json()) == "[]"
