@@ -170,16 +170,19 @@ class MongoMetadataStore:
         registered = await self._call(self._collections.find_one({"_id": name, "state": "active"}))
         if registered is None:
             raise NotFound("no collection with that name", code="collection_not_found")
-        pipeline = [
-            {"$match": {"collection": name}},
-            {"$group": {"_id": None, "documents": {"$sum": 1}, "bytes": {"$sum": "$size"}, "updated_at": {"$max": "$updated_at"}}},
-        ]
-        groups = await self._call((await self._call(self._images.aggregate(pipeline))).to_list(length=1))
+        # FerretDB v1 has no $max accumulator and computes only the first accumulator of a
+        # $group, so each figure is its own query.
         created_at = registered["created_at"]
-        if not groups:
+        documents = await self._call(self._images.count_documents({"collection": name}))
+        if documents == 0:
             return CollectionStats(name, 0, 0, created_at, created_at)
-        group = groups[0]
-        return CollectionStats(name, group["documents"], group["bytes"], created_at, group["updated_at"] or created_at)
+        pipeline = [{"$match": {"collection": name}}, {"$group": {"_id": None, "bytes": {"$sum": "$size"}}}]
+        groups = await self._call((await self._call(self._images.aggregate(pipeline))).to_list(length=1))
+        newest = await self._call(
+            self._images.find_one({"collection": name}, {"updated_at": 1}, sort=[("updated_at", DESCENDING)])
+        )
+        updated_at = newest["updated_at"] if newest else created_at
+        return CollectionStats(name, documents, groups[0]["bytes"] if groups else 0, created_at, updated_at)
 
     async def ping(self) -> None:
         await self._call(self._db.command("ping"))
