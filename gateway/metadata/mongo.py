@@ -138,14 +138,16 @@ class MongoMetadataStore:
             raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
 
     async def ensure_collection(self, name: str) -> str:
-        doc = await self._call(
-            self._collections.find_one_and_update(
-                {"_id": name},
-                {"$setOnInsert": {"generation": secrets.token_hex(8), "state": "active", "created_at": utcnow()}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
+        upsert = {"$setOnInsert": {"generation": secrets.token_hex(8), "state": "active", "created_at": utcnow()}}
+        try:
+            doc = await self._collections.find_one_and_update(
+                {"_id": name}, upsert, upsert=True, return_document=ReturnDocument.AFTER
             )
-        )
+        except DuplicateKeyError:
+            # Two first uploads raced to create the entry; the other one won, so read theirs.
+            doc = await self._call(self._collections.find_one({"_id": name}))
+        except PyMongoError as exc:
+            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
         if doc["state"] != "active":
             raise Conflict("the collection is being deleted", code="collection_dropping")
         return doc["generation"]
