@@ -60,8 +60,10 @@ _COLUMNS = (
 
 
 def _ts(value: datetime) -> str:
-    # Fixed width, so text order is time order.
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Fixed width, so text order is time order. Cut to milliseconds as BSON dates are, so stored
+    # times and filter bounds compare exactly as they do in MongoDB.
+    value = value.astimezone(timezone.utc)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _dt(value: str) -> datetime:

@@ -83,9 +83,13 @@ class FilesystemBlobStore:
 
     async def list(self, prefix: str) -> AsyncIterator[BlobInfo]:
         collection, _, name_prefix = prefix.partition("/")
+        # Sorted as "<dir>/" sorts, so the order is the keys' order ("a-b/..." < "a/...") as in S3.
         directories = [collection] if "/" in prefix else sorted(
-            entry for entry in await asyncio.to_thread(os.listdir, self.root)
-            if entry.startswith(collection) and not entry.startswith(".")
+            (
+                entry for entry in await asyncio.to_thread(os.listdir, self.root)
+                if entry.startswith(collection) and not entry.startswith(".")
+            ),
+            key=lambda entry: entry + "/",
         )
         for directory in directories:
             folder = self.root / directory

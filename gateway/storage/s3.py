@@ -155,7 +155,9 @@ class S3BlobStore:
     async def get(self, key: str) -> AsyncIterator[bytes]:
         with _Failure("read the object"):
             answer = await self._client.get_object(Bucket=self.bucket, Key=key)
-            async with answer["Body"] as body:
+            # Read through the StreamingBody: entering it yields the raw aiohttp response.
+            body = answer["Body"]
+            async with body:
                 while chunk := await body.read(_CHUNK):
                     yield chunk
 

@@ -235,3 +235,13 @@ async def test_every_supported_format_round_trips(client: TestClient, fmt: str) 
     assert (doc["format"], doc["width"], doc["height"]) == (fmt, 17, 9)
     body, headers = await fetch_object(client, doc)
     assert body == image and headers["Content-Type"] == doc["content_type"]
+
+
+async def test_concurrent_first_uploads_into_a_new_collection(client: TestClient) -> None:
+    """The collection registry entry is created by whichever upload comes first; the others
+    must not fail on the race (MongoDB answers a duplicate key to concurrent upserts)."""
+    import asyncio
+
+    responses = await asyncio.gather(*(client.post("/collections/fresh/images", data=form(png(seed=i))) for i in range(8)))
+    assert [r.status for r in responses] == [200] * 8
+    assert (await (await client.get("/collections/fresh")).json())["documents"] == 8

@@ -1,0 +1,314 @@
+"""The `BlobStore` contract, run against every backend through the `blob_store` fixture."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+import aiohttp
+import pytest
+
+from gateway.app import create_app
+from gateway.errors import BlobNotFound, Forbidden, Invalid
+from gateway.signing import UrlSigner
+from gateway.storage.base import BlobStore, object_key
+from gateway.storage.filesystem import DOWNLOAD_ROUTE, FilesystemBlobStore
+from tests.conftest import make_config
+
+MiB = 1024 * 1024
+# Larger than the default 8 MiB part size (and S3's 5 MiB minimum), so S3 backends upload in parts.
+LARGE_BODY = os.urandom(11 * MiB)
+
+
+class Boom(Exception):
+    """The failure a broken upload stream raises."""
+
+
+def new_key(collection: str = "photos", extension: str = "png") -> str:
+    return object_key(collection, secrets.token_hex(12), extension)
+
+
+async def chunked(body: bytes, size: int = MiB) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+async def failing_after(body: bytes, size: int = MiB) -> AsyncIterator[bytes]:
+    async for chunk in chunked(body, size):
+        yield chunk
+    raise Boom("the client went away")
+
+
+async def put(store: BlobStore, key: str, body: bytes, *, content_type: str = "image/png", filename: str = "a.png") -> None:
+    await store.put(key, chunked(body), content_type=content_type, filename=filename)
+
+
+async def read(store: BlobStore, key: str) -> bytes:
+    return b"".join([chunk async for chunk in store.get(key)])
+
+
+async def keys(store: BlobStore, prefix: str) -> list[str]:
+    return [blob.key async for blob in store.list(prefix)]
+
+
+def s3_client(store: BlobStore) -> Any:
+    # Only to observe what the contract cannot: that the multipart path ran and left nothing.
+    return store._client  # type: ignore[attr-defined]
+
+
+def disposition_filename(header: str) -> str:
+    """The name a browser would save as: RFC 6266's `filename*` when present, else `filename`."""
+    params = dict(part.strip().split("=", 1) for part in header.split(";")[1:])
+    if "filename*" in params:
+        charset, _, encoded = params["filename*"].partition("''")
+        assert charset.upper() == "UTF-8"
+        return unquote(encoded, encoding="utf-8", errors="strict")
+    return params["filename"].strip('"')
+
+
+# --- put / get --------------------------------------------------------------------------------
+
+
+async def test_small_round_trip(blob_store: BlobStore) -> None:
+    key = new_key()
+    body = os.urandom(1000)
+    await put(blob_store, key, body)
+    assert await read(blob_store, key) == body
+
+
+async def test_empty_body_round_trip(blob_store: BlobStore) -> None:
+    key = new_key()
+    await put(blob_store, key, b"")
+    assert await read(blob_store, key) == b""
+
+
+async def test_large_round_trip_uses_multipart(blob_store: BlobStore) -> None:
+    key = new_key(extension="jpg")
+    await put(blob_store, key, LARGE_BODY, content_type="image/jpeg", filename="big.jpg")
+    assert await read(blob_store, key) == LARGE_BODY
+    assert [(blob.key, blob.size) async for blob in blob_store.list(key)] == [(key, len(LARGE_BODY))]
+    if blob_store.name == "s3":
+        head = await s3_client(blob_store).head_object(Bucket=blob_store.bucket, Key=key)  # type: ignore[attr-defined]
+        assert head["ETag"].strip('"').endswith("-2"), "expected two parts"
+
+
+async def test_put_replaces_an_existing_object(blob_store: BlobStore) -> None:
+    key = new_key()
+    await put(blob_store, key, b"first")
+    await put(blob_store, key, b"second version")
+    assert await read(blob_store, key) == b"second version"
+    assert [blob.size async for blob in blob_store.list(key)] == [len(b"second version")]
+
+
+@pytest.mark.parametrize("size", [10, 9 * MiB], ids=["single", "multipart"])
+async def test_failed_put_leaves_nothing(blob_store: BlobStore, size: int) -> None:
+    key = new_key()
+    with pytest.raises(Boom):
+        await blob_store.put(key, failing_after(LARGE_BODY[:size]), content_type="image/png", filename="a.png")
+    with pytest.raises(BlobNotFound):
+        await read(blob_store, key)
+    assert await keys(blob_store, "photos/") == []
+    if blob_store.name == "s3":
+        uploads = await s3_client(blob_store).list_multipart_uploads(Bucket=blob_store.bucket)  # type: ignore[attr-defined]
+        assert uploads.get("Uploads", []) == []
+    if isinstance(blob_store, FilesystemBlobStore):
+        assert os.listdir(blob_store.root / ".tmp") == []
+
+
+@pytest.mark.parametrize("size", [10, 9 * MiB], ids=["single", "multipart"])
+async def test_failed_put_keeps_the_previous_object(blob_store: BlobStore, size: int) -> None:
+    key = new_key()
+    await put(blob_store, key, b"original")
+    with pytest.raises(Boom):
+        await blob_store.put(key, failing_after(LARGE_BODY[:size]), content_type="image/png", filename="a.png")
+    assert await read(blob_store, key) == b"original"
+
+
+async def test_get_missing_raises(blob_store: BlobStore) -> None:
+    with pytest.raises(BlobNotFound):
+        await read(blob_store, new_key())
+
+
+# --- delete -----------------------------------------------------------------------------------
+
+
+async def test_delete_is_idempotent(blob_store: BlobStore) -> None:
+    key, other = new_key(), new_key()
+    await put(blob_store, key, b"x")
+    await put(blob_store, other, b"y")
+    await blob_store.delete(key)
+    with pytest.raises(BlobNotFound):
+        await read(blob_store, key)
+    await blob_store.delete(key)
+    await blob_store.delete(new_key())
+    assert await read(blob_store, other) == b"y"
+
+
+async def test_delete_many_ignores_missing_keys(blob_store: BlobStore) -> None:
+    first, second, kept = new_key(), new_key(), new_key()
+    for key in (first, second, kept):
+        await put(blob_store, key, key.encode())
+    await blob_store.delete_many([first, new_key(), second, new_key()])
+    await blob_store.delete_many([])
+    assert await keys(blob_store, "photos/") == [kept]
+    for key in (first, second):
+        with pytest.raises(BlobNotFound):
+            await read(blob_store, key)
+
+
+# --- list -------------------------------------------------------------------------------------
+
+
+async def test_list_stays_inside_the_prefix_in_key_order(blob_store: BlobStore) -> None:
+    in_a = [new_key("a") for _ in range(5)]
+    elsewhere = [new_key("ab"), new_key("ab"), new_key("a-b"), new_key("a.b"), new_key("b")]
+    for index, key in enumerate(in_a + elsewhere):
+        await put(blob_store, key, b"z" * (index + 1))
+
+    listed = [blob async for blob in blob_store.list("a/")]
+    assert [blob.key for blob in listed] == sorted(in_a)
+    sizes = {key: index + 1 for index, key in enumerate(in_a)}
+    assert all(blob.size == sizes[blob.key] for blob in listed)
+    assert all(blob.last_modified.utcoffset() is not None for blob in listed)
+
+    assert await keys(blob_store, "ab/") == sorted(elsewhere[:2])
+    first = sorted(in_a)[0]
+    assert await keys(blob_store, first[:6]) == [key for key in sorted(in_a) if key.startswith(first[:6])]
+    # A prefix without its slash spans collections; the order is still the keys' byte order.
+    assert await keys(blob_store, "a") == sorted(in_a + elsewhere[:4])
+    assert await keys(blob_store, "c/") == []
+
+
+# --- presign ----------------------------------------------------------------------------------
+
+FILENAMES = ["photo.png", "Grüße aus Köln 東京 \"quoted\".png"]
+
+
+@pytest.mark.parametrize("filename", FILENAMES, ids=["ascii", "unicode"])
+async def test_presigned_url_serves_the_object(
+    blob_store: BlobStore, filename: str, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    key = new_key()
+    body = os.urandom(5000)
+    await put(blob_store, key, body)
+    url = await blob_store.presign(key, ttl=300, content_type="image/png", filename=filename)
+
+    if isinstance(blob_store, FilesystemBlobStore):
+        assert url.startswith(DOWNLOAD_ROUTE)
+        split = urlsplit(url)
+        blob_store.verify("GET", split.path, dict(parse_qsl(split.query)))
+        # The gateway built from the same configuration serves the link.
+        client = await aiohttp_client(create_app(make_config(tmp_path)))
+        response = await client.get(url)
+        status, headers, served = response.status, response.headers, await response.read()
+    else:
+        assert url.startswith(("http://", "https://"))
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            status, headers, served = response.status, response.headers, await response.read()
+
+    assert status == 200
+    assert served == body
+    assert headers["Content-Type"] == "image/png"
+    assert headers["Content-Disposition"].startswith("inline;")
+    assert disposition_filename(headers["Content-Disposition"]) == filename
+
+
+async def test_presigned_url_is_tamper_proof(
+    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params["blob_store"] == "moto":
+        pytest.skip("moto serves presigned URLs without checking their signatures")
+    key = new_key()
+    await put(blob_store, key, b"secret")
+    url = await blob_store.presign(key, ttl=60, content_type="image/png", filename="a.png")
+    split = urlsplit(url)
+    query = dict(parse_qsl(split.query))
+
+    if isinstance(blob_store, FilesystemBlobStore):
+        signature = query["signature"]
+        tampered = [
+            (split.path, {**query, "signature": signature[:-1] + ("0" if signature[-1] != "0" else "1")}),
+            (split.path, {**query, "filename": "other.png"}),
+            (split.path, {**query, "expires": str(int(query["expires"]) + 3600)}),
+            (split.path, {key: value for key, value in query.items() if key != "signature"}),
+            (DOWNLOAD_ROUTE + new_key(), query),
+        ]
+        for path, params in tampered:
+            with pytest.raises(Forbidden):
+                blob_store.verify("GET", path, params)
+        with pytest.raises(Forbidden):
+            blob_store.verify("PUT", split.path, query)
+        later = float(query["expires"]) + 1
+        with monkeypatch.context() as patch:
+            patch.setattr("gateway.signing.time.time", lambda: later)
+            with pytest.raises(Forbidden) as expired:
+                blob_store.verify("GET", split.path, query)
+        assert expired.value.code == "link_expired"
+        # A link signed with another key is refused too.
+        foreign = UrlSigner(b"k" * 32).sign(DOWNLOAD_ROUTE + key, {"filename": "a.png"}, ttl=60)
+        foreign_split = urlsplit(foreign)
+        with pytest.raises(Forbidden):
+            blob_store.verify("GET", foreign_split.path, dict(parse_qsl(foreign_split.query)))
+        return
+
+    signature_name = "X-Amz-Signature"
+    signature = query[signature_name]
+    flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    tampered_urls = [
+        split._replace(query=urlencode({**query, signature_name: flipped}, quote_via=quote)).geturl(),
+        url.replace(split.path, split.path.rsplit("/", 1)[0] + "/" + new_key().rsplit("/", 1)[1]),
+    ]
+    async with aiohttp.ClientSession() as session:
+        for tampered_url in tampered_urls:
+            async with session.get(tampered_url) as response:
+                assert response.status == 403, tampered_url
+                assert await response.read() != b"secret"
+
+
+# --- ping and keys ----------------------------------------------------------------------------
+
+
+async def test_ping(blob_store: BlobStore) -> None:
+    await blob_store.ping()
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../x",
+        "a/../../b",
+        "photos/../../etc/passwd",
+        "/etc/passwd",
+        "/photos/" + "0" * 24 + ".png",
+        "photos%2F..%2F..%2Fetc%2Fpasswd",
+        "photos/%2e%2e%2f" + "0" * 24 + ".png",
+        "..%2f" + "0" * 24 + ".png",
+        "photos/" + "0" * 24 + ".png\x00",
+        "photos\x00/" + "0" * 24 + ".png",
+        "photos/" + "0" * 24 + ".png/../../x",
+        "photos/./" + "0" * 24 + ".png",
+        ".tmp/" + "0" * 24 + ".png",
+        "",
+    ],
+)
+async def test_filesystem_refuses_traversal_keys(tmp_path: Path, key: str) -> None:
+    store = FilesystemBlobStore(tmp_path / "objects", UrlSigner(b"s" * 32))
+    with pytest.raises(Invalid):
+        store.local_path(key)
+    with pytest.raises(Invalid):
+        await store.presign(key, ttl=60, content_type="image/png", filename="a.png")
+    with pytest.raises(Invalid):
+        await store.put(key, chunked(b"x"), content_type="image/png", filename="a.png")
+    assert list((tmp_path).rglob("x")) == [] and list(tmp_path.rglob("passwd")) == []
+
+
+@pytest.mark.embedded
+async def test_filesystem_accepts_a_well_formed_key(tmp_path: Path) -> None:
+    store = FilesystemBlobStore(tmp_path / "objects", UrlSigner(b"s" * 32))
+    key = new_key("my.photos_2-x")
+    assert store.local_path(key) == (tmp_path / "objects" / key).resolve()
