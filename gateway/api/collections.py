@@ -160,20 +160,22 @@ async def get_image(request: web.Request) -> web.Response:
     return web.json_response(document(request, record), headers={"ETag": etag(record)})
 
 
-async def replace_properties(request: web.Request) -> web.Response:
+async def _update_properties(request: web.Request, method: str) -> web.Response:
     no_query(request.query)
     collection, ident = _target(request)
     body = await read_json_object(request, request.app[CONFIG].limits.max_properties_bytes, "the body")
-    record = await service(request).replace_properties(collection, ident, body, if_version=if_match_version(request, ident))
+    update = getattr(service(request), method)
+    record = await update(collection, ident, body, if_version=if_match_version(request, ident))
     return web.json_response(document(request, record), headers={"ETag": etag(record)})
+
+
+async def replace_properties(request: web.Request) -> web.Response:
+    return await _update_properties(request, "replace_properties")
 
 
 async def patch_properties(request: web.Request) -> web.Response:
-    no_query(request.query)
-    collection, ident = _target(request)
-    body = await read_json_object(request, request.app[CONFIG].limits.max_properties_bytes, "the body")
-    record = await service(request).patch_properties(collection, ident, body, if_version=if_match_version(request, ident))
-    return web.json_response(document(request, record), headers={"ETag": etag(record)})
+    """JSON Merge Patch (RFC 7386) of the properties."""
+    return await _update_properties(request, "patch_properties")
 
 
 async def delete_image(request: web.Request) -> web.Response:
