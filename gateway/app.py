@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
+from gateway import openapi
 from gateway.api import collections, objects, v1
 from gateway.config import Config
 from gateway.keys import BLOBS, CONFIG, METADATA, SERVICE
@@ -34,6 +35,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_backends)
     app.add_routes(collections.routes())
     app.add_routes(v1.routes())
+    app.add_routes(openapi.routes())
     if config.storage.backend == "filesystem":
         app.add_routes(objects.routes())
     return app
