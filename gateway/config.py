@@ -32,6 +32,10 @@ class Secret(str):
 
     __str__ = __repr__
 
+    def __format__(self, spec: str) -> str:
+        # str.__format__ would format the value itself for any non-empty spec (f"{s:>20}").
+        return format(repr(self), spec)
+
     def reveal(self) -> str:
         return str.__str__(self)
 
@@ -110,7 +114,9 @@ def _flag(raw: str) -> bool:
     return raw.strip().lower() not in ("", "0", "false", "no", "off")
 
 
-# Environment variable -> dotted config path. Seed 001's own names are kept.
+# Environment variable -> dotted config path. Seed 001's own names are kept. When several name
+# one key, the later one wins: the service's own S3_REGION over the SDKs' AWS_REGION (which AWS
+# sets on its compute services) over AWS_DEFAULT_REGION.
 ENVIRONMENT: dict[str, str] = {
     "APP_HOST": "server.host",
     "APP_PORT": "server.port",
@@ -123,9 +129,9 @@ ENVIRONMENT: dict[str, str] = {
     "S3_ENDPOINT_URL": "storage.s3.endpoint_url",
     "S3_PUBLIC_ENDPOINT_URL": "storage.s3.public_endpoint_url",
     "S3_BUCKET": "storage.s3.bucket",
-    "S3_REGION": "storage.s3.region",
     "AWS_DEFAULT_REGION": "storage.s3.region",
     "AWS_REGION": "storage.s3.region",
+    "S3_REGION": "storage.s3.region",
     "AWS_ACCESS_KEY_ID": "storage.s3.access_key_id",
     "AWS_SECRET_ACCESS_KEY": "storage.s3.secret_access_key",
     "METADATA_BACKEND": "metadata.backend",
@@ -161,7 +167,8 @@ def _cast(value: Any, hint: Any, key: str) -> Any:
         if hint is Path:
             return Path(str(value))
         if hint is Secret:
-            return Secret(str(value))
+            # str() of a Secret is its mask, so an already wrapped value is kept as it is.
+            return value if isinstance(value, Secret) else Secret(str(value))
         if hint is str:
             if isinstance(value, (dict, list)):
                 raise ValueError
@@ -288,6 +295,11 @@ def validate(config: Config) -> None:
         config.log_level.lower() in ("debug", "info", "warning", "error"),
         "log_level",
         "must be debug, info, warning or error",
+    )
+    require(
+        config.storage.signing_secret is None or len(config.storage.signing_secret) >= 16,
+        "storage.signing_secret",
+        "must be at least 16 characters",
     )
     s3 = config.storage.s3
     require(s3.part_size >= 5 * MiB, "storage.s3.part_size", "must be at least 5 MiB (S3's minimum part size)")

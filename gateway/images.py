@@ -125,19 +125,29 @@ class ImageInspector:
     def _identify(self, *, complete: bool) -> bool:
         assert self._format is not None
         data = bytes(self._head)
-        try:
-            with warnings.catch_warnings():
-                # We apply our own pixel limit below; Pillow's warning would only duplicate it.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data), formats=[self._format.name]) as image:
-                    width, height = image.size
-                    self._required_size = _required_size(self._format, data, image)
-        except Image.DecompressionBombError:
-            raise TooLarge("the image has too many pixels", code="too_many_pixels") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, KeyError, TypeError):
-            if complete:
-                raise Invalid("the image is truncated or corrupt", code="invalid_image") from None
-            return False
+        if self._format.name == "WEBP" and not complete:
+            # Pillow opens a WebP only whole; its canvas size is in the first chunk.
+            size = _webp_size(data)
+            if size is None:
+                return False
+            width, height = size
+            self._required_size = _required_size(self._format, data, None)
+        else:
+            try:
+                with warnings.catch_warnings():
+                    # We apply our own pixel limit below, and corrupt data is refused below; Pillow's
+                    # warnings (DecompressionBombWarning, "Corrupt EXIF data" for a cut TIFF) would
+                    # only duplicate that, or escape as errors where warnings are errors.
+                    warnings.simplefilter("ignore")
+                    with Image.open(io.BytesIO(data), formats=[self._format.name]) as image:
+                        width, height = image.size
+                        self._required_size = _required_size(self._format, data, image)
+            except Image.DecompressionBombError:
+                raise TooLarge("the image has too many pixels", code="too_many_pixels") from None
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, KeyError, TypeError):
+                if complete:
+                    raise Invalid("the image is truncated or corrupt", code="invalid_image") from None
+                return False
         if width <= 0 or height <= 0:
             raise Invalid("the image has no pixels", code="invalid_image")
         if width * height > self._max_pixels:
@@ -157,13 +167,29 @@ class ImageInspector:
         if name == "JPEG":
             return b"\xff\xd9" in self._tail
         if name == "PNG":
-            return b"IEND" in self._tail
+            # The IEND chunk with its (constant) CRC: a cut inside the CRC is a truncation too.
+            return b"IEND\xaeB`\x82" in self._tail
         if name == "GIF":
             return self._tail.rstrip(b"\x00\r\n").endswith(b";")
         return True
 
 
-def _required_size(fmt: ImageFormat, head: bytes, image: Image.Image) -> int:
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    """A WebP's canvas size from its first chunk (VP8X, VP8L or VP8), or None."""
+    if len(head) < 30:
+        return None
+    kind = head[12:16]
+    if kind == b"VP8X":
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if kind == b"VP8L" and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if kind == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    return None
+
+
+def _required_size(fmt: ImageFormat, head: bytes, image: Image.Image | None) -> int:
     """How many bytes the header says the whole file has, for formats that declare it."""
     if fmt.name == "WEBP":
         return struct.unpack("<I", head[4:8])[0] + 8

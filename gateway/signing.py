@@ -15,27 +15,45 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlencode
 
-from gateway.errors import Forbidden
+from gateway.errors import Forbidden, GatewayError
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """The signing key kept in the data directory, created once with 0600 permissions."""
+    """The signing key kept in the data directory, created once with 0600 permissions.
+
+    The key is written to a temporary file first and linked into place, so no worker (nor a
+    restart after a crash) ever reads a key file that is empty or half written.
+    """
     try:
-        return bytes.fromhex(path.read_text().strip())
+        return _read_secret(path)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
     except FileExistsError:
         # Another worker created it first; use theirs.
-        return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key)
-        handle.flush()
-        os.fsync(handle.fileno())
+        return _read_secret(path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return bytes.fromhex(key)
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise GatewayError(f"the signing key file {path} holds no key of at least 16 hex-encoded bytes; remove it to have one made")
+    return key
 
 
 class UrlSigner:

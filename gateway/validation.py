@@ -76,7 +76,11 @@ def _check_value(value: Any, where: str, depth: int) -> None:
     elif isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise Invalid(f"{where}: numbers must be finite", code="invalid_properties")
-    elif not (value is None or isinstance(value, (bool, int))):
+    elif isinstance(value, int) and not isinstance(value, bool):
+        # MongoDB and SQLite store 64-bit integers; larger ones would fail in the backend.
+        if not -(2**63) <= value < 2**63:
+            raise Invalid(f"{where}: integers must fit in 64 bits", code="invalid_properties")
+    elif not (value is None or isinstance(value, bool)):
         raise Invalid(f"{where}: unsupported value", code="invalid_properties")
 
 
@@ -121,7 +125,10 @@ def parse_time(raw: Any, where: str) -> datetime:
         raise Invalid(f"{where}: not an ISO 8601 time", code="invalid_filter") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
+        raise Invalid(f"{where}: time out of range", code="invalid_filter") from None
 
 
 # --- list queries -------------------------------------------------------------------------
@@ -200,7 +207,7 @@ def parse_filter(raw: str) -> tuple[Condition, ...]:
 
 
 def _integer(raw: str, name: str, low: int, high: int) -> int:
-    if not re.fullmatch(r"\d{1,12}", raw):
+    if not re.fullmatch(r"[0-9]{1,12}", raw):  # not \d: that takes "١٠" and "１０" too
         raise Invalid(f"{name} must be a whole number from {low} to {high}", code="invalid_parameter")
     value = int(raw)
     if not low <= value <= high:

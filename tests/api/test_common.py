@@ -1,0 +1,130 @@
+"""Helpers shared by both APIs: lenient base64 decoding and If-Match parsing."""
+
+from __future__ import annotations
+
+import base64
+import random
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import make_mocked_request
+
+from gateway.api.common import decode_base64, if_match_version
+from gateway.errors import Invalid
+from gateway.validation import parse_json
+from tests.helpers import make_image
+
+DATA = random.Random(5).randbytes(1000)
+IMAGE_ID = "0123456789abcdef01234567"
+
+# --- base64 --------------------------------------------------------------------------------------
+
+
+def test_plain_base64() -> None:
+    assert decode_base64(base64.b64encode(DATA).decode()) == DATA
+
+
+def test_base64_pasted_by_the_shell_into_json() -> None:
+    # echo '{"data": "'$(base64 f)'"}': the unquoted $(...) turns base64's line breaks into spaces.
+    wrapped = base64.encodebytes(DATA).decode()
+    assert "\n" in wrapped.rstrip("\n")
+    body = '{"data": "' + " ".join(wrapped.split()) + '"}'
+    assert decode_base64(parse_json(body.encode(), "body")["data"]) == DATA
+
+
+def test_base64_with_its_line_breaks_inside_a_json_string() -> None:
+    # echo "{\"data\": \"$(base64 f)\"}": the line breaks arrive raw inside the JSON string.
+    body = '{"data": "' + base64.encodebytes(DATA).decode() + '"}'
+    assert decode_base64(parse_json(body.encode(), "body")["data"]) == DATA
+    crlf = base64.encodebytes(DATA).decode().replace("\n", "\r\n")
+    assert decode_base64("\t" + crlf + "  ") == DATA
+
+
+def test_url_safe_alphabet() -> None:
+    data = bytes([0xFB, 0xFF, 0xBF]) * 10 + DATA
+    urlsafe = base64.urlsafe_b64encode(data).decode()
+    assert "-" in urlsafe and "_" in urlsafe
+    assert decode_base64(urlsafe) == data
+    assert decode_base64(urlsafe.rstrip("=")) == data
+
+
+@pytest.mark.parametrize("data", [b"a", b"ab", b"abc", b"abcd", DATA[:998], DATA[:999]])
+def test_missing_padding(data: bytes) -> None:
+    assert decode_base64(base64.b64encode(data).decode().rstrip("=")) == data
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["data:image/png;base64,", "data:;base64,", "data:image/svg+xml;charset=utf-8;base64,", "data:application/octet-stream;base64,"],
+)
+def test_data_url(prefix: str) -> None:
+    image = make_image("png")
+    assert decode_base64(prefix + base64.b64encode(image).decode()) == image
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "abc$def",
+        "Zm9v*",
+        "Zm9v!YmFy",
+        "Zm9v\x00",
+        "Zm9vYmFyé",
+        "QUJDR",  # one character too many: no byte boundary
+        "QQ==QQ==",  # padding in the middle
+        "====",
+        "data:text/plain,hello",  # a data: URL that is not base64
+        "data:image/png;base64,%%%%",
+    ],
+)
+def test_invalid_base64(value: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        decode_base64(value)
+    assert caught.value.code == "invalid_base64"
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("value", [None, "", 123, ["QUJD"], {"data": "QUJD"}, b"QUJD"])
+def test_data_must_be_a_non_empty_string(value: Any) -> None:
+    with pytest.raises(Invalid) as caught:
+        decode_base64(value)
+    assert caught.value.code == "invalid_base64"
+
+
+# --- If-Match ------------------------------------------------------------------------------------
+
+
+def if_match(value: str | None) -> int | None:
+    headers = {} if value is None else {"If-Match": value}
+    return if_match_version(make_mocked_request("PATCH", f"/images/{IMAGE_ID}", headers=headers), IMAGE_ID)
+
+
+@pytest.mark.parametrize(
+    ("header", "version"),
+    [
+        (None, None),
+        ("*", None),
+        (" * ", None),
+        (f'"{IMAGE_ID}.3"', 3),
+        (f'W/"{IMAGE_ID}.3"', 3),
+        (f' "{IMAGE_ID}.12" ', 12),
+    ],
+)
+def test_if_match_version(header: str | None, version: int | None) -> None:
+    assert if_match(header) == version
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f'"{"f" * 24}.3"',  # another image's tag
+        f"{IMAGE_ID}.3",  # unquoted
+        f'"{IMAGE_ID}"',
+        f'"{IMAGE_ID}.x"',
+        f'"{IMAGE_ID.upper()}.3"',
+        "",
+        "garbage",
+    ],
+)
+def test_if_match_that_can_never_match(header: str) -> None:
+    assert if_match(header) == -1
