@@ -42,6 +42,10 @@ CONTENT_TYPES = {f.extension: f.content_type for f in FORMATS.values()}
 _ATTEMPTS = (4 * 1024, 64 * 1024, 1024 * 1024, 16 * 1024 * 1024)
 _TAIL = 4096
 
+# The pixel limit is ours (MAX_IMAGE_PIXELS, checked on the header's dimensions); Pillow's own
+# global limit would otherwise refuse configured limits above twice its default.
+Image.MAX_IMAGE_PIXELS = None
+
 
 def sniff(head: bytes) -> ImageFormat | None:
     """The format announced by the first bytes, or None."""

@@ -259,3 +259,11 @@ def test_error_statuses() -> None:
         with pytest.raises(GatewayError) as caught:
             inspect(data)
         assert caught.value.status == status
+
+
+def test_configured_pixel_limit_above_pillows_own_is_honoured() -> None:
+    """300 megapixels is over twice Pillow's default bomb limit; our configured limit decides."""
+    inspector = ImageInspector(max_pixels=500_000_000)
+    inspector.feed(png_header_claiming(20_000, 15_000))
+    info = inspector.finish()
+    assert (info.width, info.height) == (20_000, 15_000)
