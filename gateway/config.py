@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -88,6 +89,18 @@ class LimitsConfig:
     max_image_pixels: int = 89_478_485
     max_properties_bytes: int = 64 * 1024
     max_form_fields: int = 200
+    # A dataset import's zip, and separately everything in it once uncompressed.
+    max_archive_bytes: int = 2048 * MiB
+
+
+@dataclass(frozen=True)
+class ApiKeyConfig:
+    name: str = ""
+    # Hex SHA-256 of the key; the key itself is never configured.
+    sha256: str = ""
+    scopes: tuple[str, ...] = ("read",)
+    # fnmatch patterns of the collections the key may use.
+    collections: tuple[str, ...] = ("*",)
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,34 @@ class AuthConfig:
     enabled: bool = False
     identification_url: str | None = None
     identification_timeout_seconds: float = 5.0
+    identification_cache_seconds: float = 60.0
+    identification_cache_size: int = 10_000
+    oidc_jwks_uri: str | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_algorithms: tuple[str, ...] = ("RS256",)
+    oidc_user_claim: str = "sub"
+    # An unknown `kid` refetches the key set at most this often.
+    oidc_jwks_refresh_seconds: float = 30.0
+    api_keys: tuple[ApiKeyConfig, ...] = ()
+    # fnmatch patterns of collections readable without credentials.
+    public_collections: tuple[str, ...] = ()
+    # all: any authenticated user reaches every image; user: only the ones they uploaded.
+    scope: str = "all"
+
+
+@dataclass(frozen=True)
+class CorsConfig:
+    # Empty: no CORS headers at all. "*" allows any origin (credentials are then not allowed).
+    allowed_origins: tuple[str, ...] = ()
+    max_age_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    # Replicas follow the shared event log by polling where the database has no change streams.
+    poll_interval_seconds: float = 0.25
+    retention_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -102,11 +143,15 @@ class Config:
     data_dir: Path = Path("./data")
     default_collection: str = "images"
     log_level: str = "info"
+    # json, text, or auto: text on a terminal, JSON lines otherwise (containers, files).
+    log_format: str = "auto"
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    cors: CorsConfig = field(default_factory=CorsConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
 
 
 def _flag(raw: str) -> bool:
@@ -123,6 +168,7 @@ ENVIRONMENT: dict[str, str] = {
     "DATA_DIR": "data_dir",
     "DEFAULT_COLLECTION": "default_collection",
     "LOG_LEVEL": "log_level",
+    "LOG_FORMAT": "log_format",
     "STORAGE_BACKEND": "storage.backend",
     "PRESIGN_TTL_SECONDS": "storage.presign_ttl_seconds",
     "SIGNING_SECRET": "storage.signing_secret",
@@ -138,9 +184,16 @@ ENVIRONMENT: dict[str, str] = {
     "MONGODB_URL": "metadata.mongodb_url",
     "MONGODB_DB": "metadata.mongodb_db",
     "MAX_UPLOAD_BYTES": "limits.max_upload_bytes",
+    "MAX_ARCHIVE_BYTES": "limits.max_archive_bytes",
     "MAX_IMAGE_PIXELS": "limits.max_image_pixels",
     "USE_AUTHENTICATION": "auth.enabled",
     "IDENTIFICATION_URL": "auth.identification_url",
+    "OIDC_JWKS_URI": "auth.oidc_jwks_uri",
+    "OIDC_ISSUER": "auth.oidc_issuer",
+    "OIDC_AUDIENCE": "auth.oidc_audience",
+    "PUBLIC_COLLECTIONS": "auth.public_collections",
+    "AUTH_SCOPE": "auth.scope",
+    "CORS_ALLOWED_ORIGINS": "cors.allowed_origins",
 }
 
 
@@ -151,6 +204,12 @@ def _cast(value: Any, hint: Any, key: str) -> Any:
             return None
         (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
         return _cast(value, inner, key)
+    if origin is tuple:
+        # A comma-separated string from the environment, or a YAML list.
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list")
+        return tuple(_cast(item, typing.get_args(hint)[0], f"{key}[{i}]") for i, item in enumerate(items))
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping")
@@ -318,15 +377,46 @@ def validate(config: Config) -> None:
         require(bool(config.metadata.mongodb_db), "metadata.mongodb_db", "must not be empty")
     if config.auth.enabled:
         require(
-            bool(config.auth.identification_url),
+            bool(config.auth.identification_url or config.auth.oidc_jwks_uri or config.auth.api_keys),
             "auth.identification_url",
-            "is required when authentication is on (IDENTIFICATION_URL)",
+            "authentication is on but no credential is accepted: set IDENTIFICATION_URL, OIDC_JWKS_URI or auth.api_keys",
         )
+    validate_auth(config.auth, require)
+    require(config.log_format in ("auto", "json", "text"), "log_format", "must be auto, json or text")
+    require(config.events.poll_interval_seconds > 0, "events.poll_interval_seconds", "must be positive")
+    require(config.events.retention_seconds > 0, "events.retention_seconds", "must be positive")
     require(config.auth.identification_timeout_seconds > 0, "auth.identification_timeout_seconds", "must be positive")
+
+
+def validate_auth(auth: AuthConfig, require: Any) -> None:
+    require(not (auth.identification_url and auth.oidc_jwks_uri), "auth.oidc_jwks_uri", "use IDENTIFICATION_URL or OIDC_JWKS_URI, not both")
+    for key, url in (("auth.identification_url", auth.identification_url), ("auth.oidc_jwks_uri", auth.oidc_jwks_uri)):
+        require(url is None or url.startswith(("http://", "https://")), key, "must be an http(s) URL")
+    # Only asymmetric algorithms: a public key must never verify an HMAC, and `none` nothing.
+    require(
+        bool(auth.oidc_algorithms) and all(a in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA") for a in auth.oidc_algorithms),
+        "auth.oidc_algorithms",
+        "must list asymmetric algorithms only (RS*, PS*, ES*, EdDSA)",
+    )
+    require(auth.oidc_jwks_uri is None or bool(auth.oidc_issuer and auth.oidc_audience), "auth.oidc_issuer", "OIDC needs both an issuer and an audience")
+    require(auth.identification_cache_seconds >= 0, "auth.identification_cache_seconds", "must not be negative")
+    require(auth.identification_cache_size > 0, "auth.identification_cache_size", "must be positive")
+    require(auth.oidc_jwks_refresh_seconds >= 0, "auth.oidc_jwks_refresh_seconds", "must not be negative")
+    require(auth.scope in ("all", "user"), "auth.scope", "must be all or user")
+    for i, api_key in enumerate(auth.api_keys):
+        where = f"auth.api_keys[{i}]"
+        require(re.fullmatch(r"[0-9a-f]{64}", api_key.sha256) is not None, f"{where}.sha256", "must be the key's SHA-256 as 64 lowercase hex digits")
+        require(bool(api_key.name), f"{where}.name", "must not be empty")
+        require(bool(api_key.scopes) and set(api_key.scopes) <= {"read", "write"}, f"{where}.scopes", "must list read and/or write")
 
 
 def defaults_as_tree() -> dict[str, Any]:
     """The dataclass defaults as plain data, for the test that keeps config/gateway.yaml in step."""
     tree = _as_tree(Config())
+    # YAML has lists where the dataclasses keep tuples.
+    tree["auth"]["oidc_algorithms"] = list(tree["auth"]["oidc_algorithms"])
+    tree["auth"]["api_keys"] = list(tree["auth"]["api_keys"])
+    tree["auth"]["public_collections"] = list(tree["auth"]["public_collections"])
+    tree["cors"]["allowed_origins"] = list(tree["cors"]["allowed_origins"])
     tree["data_dir"] = str(tree["data_dir"])
     return tree

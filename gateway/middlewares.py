@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import GatewayError
-from gateway.keys import REQUEST_ID
+from gateway.keys import REQUEST_ID, USER_ID
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
@@ -41,18 +41,36 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     status = 500
+    response: web.StreamResponse | None = None
     try:
         response = await handler(request)
         status = response.status
         response.headers["X-Request-ID"] = request_id
         return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
     finally:
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-        access_log.info(
-            "%s %s %s %d %.1fms",
-            request.method, route, request_id, status, (time.perf_counter() - started) * 1000,
-            extra={"method": request.method, "route": route, "status": status, "request_id": request_id},
-        )
+        fields = {"method": request.method, "route": route, "status": status, "request_id": request_id}
+        task = asyncio.current_task()
+        if response is not None and task is not None:
+            # aiohttp sends the body after the middlewares return, in this request's task: log
+            # once it is out, with its length and the time it took.
+            task.add_done_callback(lambda _: _log_access(request, fields, started, response))
+        else:
+            _log_access(request, fields, started, None)
+
+
+def _log_access(request: web.Request, fields: dict[str, object], started: float, response: web.StreamResponse | None) -> None:
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    sent = response.body_length if response is not None else 0
+    user = request.get(USER_ID)
+    access_log.info(
+        "%s %s %s %d %.1fms %dB%s",
+        fields["method"], fields["route"], fields["request_id"], fields["status"], duration_ms, sent, f" user={user}" if user else "",
+        extra={**fields, "duration_ms": duration_ms, "bytes": sent, "user": user},
+    )
 
 
 @web.middleware

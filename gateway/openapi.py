@@ -242,8 +242,55 @@ def _edge_group() -> Group:
     }
 
 
+def _operations_group() -> Group:
+    """Probes and metrics (public: orchestrators and Prometheus carry no user token) and the
+    event feeds (authenticated like reads)."""
+    tag = "operations"
+    checks = {"type": "object", "description": "per store: backend, ok, ms, error"}
+    ready_ok = {"200": _json("both stores answered", {"type": "object", "properties": {"status": {"const": "ready"}, "checks": checks}})}
+    not_ready = {"503": _json("a store failed; `failed` names it", {"type": "object", "properties": {"failed": {"type": "array", "items": {"type": "string"}}, "checks": checks, "error": _ref("Error")}})}
+    feed = {"101": {"description": "WebSocket: JSON messages `subscribed`, then `upload`, `update`, `delete` with `seq`, `collection`, `id`, `document`"}}
+    return {
+        "/health": {"get": operation("Liveness: the process serves", tag=tag, ok={"200": _json("alive", {"type": "object"})}, public=True)},
+        "/ready": {"get": operation("Readiness: object store and database answer", tag=tag, ok={**ready_ok, **not_ready}, public=True)},
+        "/metrics": {"get": operation("Prometheus metrics", tag=tag, ok={"200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}, public=True)},
+        "/events": {"get": operation("Live events of every collection (WebSocket)", tag=tag, ok=feed)},
+        "/collections/{collection}/events": {"get": operation("Live events of one collection (WebSocket)", tag=tag, ok=feed, parameters=[COLLECTION])},
+    }
+
+
+def _datasets_group() -> Group:
+    tag = "datasets"
+    archive = {"description": "a zip streamed as it is made", "content": {"application/zip": {"schema": {"type": "string", "contentMediaType": "application/zip"}}}}
+    body = {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["archive"],
+                    "properties": {"archive": {"type": "string", "contentMediaType": "application/zip", "description": "our export, or the original service's (images + mongodb_data.json)"}},
+                }
+            }
+        },
+    }
+    entry = {"type": "object", "properties": {"id": {"type": "string"}, "member": {"type": "string"}, "status": {"enum": ["skipped", "rejected"]}, "reason": {"type": "string"}}}
+    summary = {
+        "type": "object",
+        "properties": {"collection": {"type": "string"}, "imported": {"type": "integer"}, "skipped": {"type": "integer"}, "rejected": {"type": "integer"}, "entries": {"type": "array", "items": entry}},
+    }
+    return {
+        "/collections/{collection}/export": {
+            "get": operation("Export the images, metadata.jsonl and mongodb_data.json as a zip", tag=tag, ok={"200": archive}, errors=(404, 503), parameters=[COLLECTION])
+        },
+        "/collections/{collection}/import": {
+            "post": operation("Import a dataset zip; ids and times are kept, re-imports skip", tag=tag, ok={"200": _json("what was imported, skipped and rejected, with reasons", summary)}, errors=(409, 413, 415, 503), parameters=[COLLECTION], body=body)
+        },
+    }
+
+
 # Add a group here for every module that registers routes.
-GROUPS: list[Group] = [_edge_group(), _collections_group(), _v1_group(), _objects_group()]
+GROUPS: list[Group] = [_edge_group(), _collections_group(), _v1_group(), _objects_group(), _operations_group(), _datasets_group()]
 
 
 def described() -> dict[str, dict[str, Operation]]:

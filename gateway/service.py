@@ -12,8 +12,9 @@ import hashlib
 import logging
 import re
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -28,18 +29,27 @@ from gateway.validation import properties as valid_properties
 
 log = logging.getLogger(__name__)
 
-_UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\/]')
+# Control characters (C0, DEL, C1), line and paragraph separators, quotes and path separators.
+_UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f-\x9f\u2028\u2029"\\/]')
 _DELETE_BATCH = 1000
 _UPDATE_ATTEMPTS = 10
 
+# Told of every acknowledged change: ("upload" | "update" | "delete", the record). Listeners
+# (metrics, the event log) must not fail the request, so their errors are only logged.
+Listener = Callable[[str, ImageRecord], Awaitable[None]]
+
 
 def sanitize_filename(raw: str | None, fallback: str) -> str:
-    """The client's file name without directories, control characters or quotes; never empty."""
+    """The client's file name without directories, control characters or quotes; never empty,
+    at most 255 characters, keeping its extension when it has to be shortened."""
     if not raw:
         return fallback
     name = unicodedata.normalize("NFC", raw).replace("\\", "/").rsplit("/", 1)[-1]
     name = _UNSAFE_FILENAME.sub("_", name).strip(" .")
-    return name[:255] or fallback
+    if len(name) > 255:
+        stem, dot, extension = name.rpartition(".")
+        name = stem[: 254 - len(extension)] + dot + extension if dot and len(extension) <= 16 else name[:255]
+    return name or fallback
 
 
 @dataclass(frozen=True)
@@ -53,11 +63,16 @@ class Upload:
     """One upload in progress. Use as `async with service.upload(c) as upload:`; the object is
     removed on exit unless `commit` recorded it."""
 
-    def __init__(self, service: ImageService, collection: str, owner: str | None):
+    def __init__(self, service: ImageService, collection: str, owner: str | None, image_id: str | None = None, time: datetime | None = None):
         self._service = service
         self.collection = collection
         self.owner = owner
-        self.id = str(ObjectId())
+        # An import keeps the archive's id and time; everything else gets fresh ones.
+        self.id = image_id or str(ObjectId())
+        self._time = time
+        # True when an insert found the id taken by a record naming our very key: that object
+        # is the other record's, and must not be discarded with our failed upload.
+        self._key_taken = False
         self._key: str | None = None
         self._record: ImageRecord | None = None
         self._filename = ""
@@ -69,12 +84,17 @@ class Upload:
         return self
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        if not self._committed and self._key is not None:
+        if not self._committed and self._key is not None and not self._key_taken:
             await self._service._discard(self.collection, self.id, self._key, record_maybe_written=self._record is not None)
 
     @property
     def has_image(self) -> bool:
         return self._key is not None
+
+    @property
+    def sha256(self) -> str:
+        """The hex SHA-256 of the bytes stored so far."""
+        return self._sha256.hexdigest()
 
     async def put_image(self, chunks: AsyncIterator[bytes], filename: str | None) -> None:
         """Stream the image to the object store, hashing, counting and validating on the way."""
@@ -123,7 +143,7 @@ class Upload:
         service = self._service
         properties = valid_properties(properties, max_bytes=service.config.limits.max_properties_bytes)
         info = self._inspector.info
-        now = utcnow()
+        now = self._time or utcnow()
         record = ImageRecord(
             collection=self.collection, id=self.id, image=self._filename, time=now, updated_at=now,
             content_type=info.format.content_type, format=info.format.name.lower(), width=info.width,
@@ -132,12 +152,20 @@ class Upload:
         )
         generation = await service.meta.ensure_collection(self.collection)
         self._record = record
-        await service.meta.insert(record)
+        try:
+            await service.meta.insert(record)
+        except Conflict:
+            # Only an import chooses ids: the same one ran concurrently and won.
+            self._record = None
+            existing = await service.meta.get(self.collection, self.id)
+            self._key_taken = existing.path == self._key
+            raise
         # A drop that began while we uploaded may have listed the objects before ours existed;
         # a changed generation means our record must not stay.
         if await service.meta.collection_generation(self.collection) != generation:
             raise Conflict("the collection was deleted during the upload", code="collection_dropping")
         self._committed = True
+        await service.notify("upload", record)
         return record
 
 
@@ -146,9 +174,17 @@ class ImageService:
         self.blobs = blobs
         self.meta = meta
         self.config = config
+        self.listeners: list[Listener] = []
 
-    def upload(self, collection: str, *, owner: str | None = None) -> Upload:
-        return Upload(self, collection, owner)
+    async def notify(self, kind: str, record: ImageRecord) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(kind, record)
+            except Exception:
+                log.warning("listener %r failed on %s of %s/%s", listener, kind, record.collection, record.id, exc_info=True)
+
+    def upload(self, collection: str, *, owner: str | None = None, image_id: str | None = None, time: datetime | None = None) -> Upload:
+        return Upload(self, collection, owner, image_id, time)
 
     async def upload_bytes(self, collection: str, data: bytes, filename: str | None, properties: dict[str, Any], *, owner: str | None = None) -> ImageRecord:
         async def chunks() -> AsyncIterator[bytes]:
@@ -200,6 +236,7 @@ class ImageService:
             updated = current.with_properties(valid_properties(change(current.properties), max_bytes=limit), utcnow())
             stored = await self.meta.replace_properties(updated, current.version)
             if stored is not None:
+                await self.notify("update", stored)
                 return stored
         raise Conflict("the image is being updated concurrently; try again", code="update_conflict")
 
@@ -210,6 +247,7 @@ class ImageService:
         except GatewayError:
             # The image is gone from every listing; its bytes are an orphan for reconcile.
             log.warning("deleted %s/%s but its object %s stays for reconcile", collection, image_id, record.path)
+        await self.notify("delete", record)
         return record
 
     async def download_url(self, collection: str, image_id: str) -> str:

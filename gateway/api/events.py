@@ -1,0 +1,62 @@
+"""WebSocket feeds of image events: one per collection, one for all collections.
+
+Each message is JSON: first `{"event": "subscribed", "collection", "mode"}` once events written
+from then on will arrive, then `{"event": "upload"|"update"|"delete", "seq", "collection", "id",
+"document"}` with the document as the REST API shows it. Messages from the client are ignored.
+Authentication is the one reads have: the auth middleware runs before this handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import WSCloseCode, web
+
+from gateway.api.common import document
+from gateway.events import Event, EventHub
+from gateway.keys import EVENTS
+from gateway.validation import collection_name, no_query
+
+
+def _message(request: web.Request, event: Event) -> dict[str, object]:
+    record = event.record
+    return {"event": event.kind, "seq": event.seq, "collection": record.collection, "id": record.id, "document": document(request, record)}
+
+
+async def _pump(request: web.Request, hub: EventHub, ws: web.WebSocketResponse, collection: str | None) -> None:
+    subscription = hub.subscribe(collection)
+    try:
+        await hub.started()
+        await ws.send_json({"event": "subscribed", "collection": collection, "mode": hub.mode})
+        async for event in subscription:
+            await ws.send_json(_message(request, event))
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too far behind; reconnect")
+    finally:
+        hub.unsubscribe(subscription)
+
+
+async def events(request: web.Request) -> web.WebSocketResponse:
+    no_query(request.query)
+    collection = collection_name(request.match_info["collection"]) if "collection" in request.match_info else None
+    hub = request.app[EVENTS]
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    hub.sockets.add(ws)
+    pump = asyncio.create_task(_pump(request, hub, ws, collection))
+    try:
+        async for _ in ws:
+            pass
+    finally:
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+    return ws
+
+
+async def close_sockets(app: web.Application) -> None:
+    """On shutdown: long-lived sockets would otherwise hold graceful shutdown to its timeout."""
+    sockets = list(app[EVENTS].sockets)
+    await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets))
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/events", events), web.get("/collections/{collection}/events", events)]

@@ -1,0 +1,54 @@
+"""Liveness and readiness for orchestrators and load balancers.
+
+`/health` says the process serves; `/ready` says it can do its job: the object store (head bucket)
+and the metadata store (ping) both answer within `READY_TIMEOUT_SECONDS`. A failing check gives
+503 naming the store, so a balancer stops sending traffic here while the store is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import GatewayError
+from gateway.keys import BLOBS, METADATA
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+async def _check(ping: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(ping(), READY_TIMEOUT_SECONDS)
+        result: dict[str, Any] = {"ok": True}
+    except TimeoutError:
+        result = {"ok": False, "error": f"no answer within {READY_TIMEOUT_SECONDS:g}s"}
+    except GatewayError as exc:
+        result = {"ok": False, "error": exc.message}
+    result["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+async def ready(request: web.Request) -> web.Response:
+    blobs, metadata = request.app[BLOBS], request.app[METADATA]
+    object_store, database = await asyncio.gather(_check(blobs.ping), _check(metadata.ping))
+    checks = {"object_store": {"backend": blobs.name, **object_store}, "metadata": {"backend": metadata.name, **database}}
+    failed = [name for name, check in checks.items() if not check["ok"]]
+    headers = {"Cache-Control": "no-store"}
+    if not failed:
+        return web.json_response({"status": "ready", "checks": checks}, headers=headers)
+    message = "not ready: " + "; ".join(f"{name} ({checks[name]['error']})" for name in failed)
+    body = {"status": "unavailable", "failed": failed, "checks": checks, "error": {"code": "not_ready", "message": message}}
+    return web.json_response(body, status=503, headers=headers)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/health", health), web.get("/ready", ready)]

@@ -1,0 +1,350 @@
+"""Live events (`upload`, `update`, `delete`) delivered to WebSocket subscribers on every replica.
+
+Every replica appends what its service did to one shared, append-only event log in the metadata
+database, numbered by a sequence that only grows; each replica's `EventHub` follows that log and
+fans the events out to its own subscribers. Following means a change stream where the database
+offers one (a MongoDB replica set), else polling `seq > last` every `poll_interval_seconds`:
+FerretDB v1 does not implement `$changeStream`, and SQLite shared by several processes on one
+host has no notification at all. The service never sees any of this: it calls its listeners.
+
+MongoDB hands out sequence numbers before the insert, so two writers may commit 6 before 5. The
+poller therefore delivers everything new but advances its mark only over contiguous numbers, and
+gives up on a hole after `GAP_GRACE_SECONDS` (a writer that died between the two steps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import sqlite3
+import time
+import weakref
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.config import Config
+from gateway.metadata.base import ImageRecord
+
+log = logging.getLogger(__name__)
+
+KINDS = ("upload", "update", "delete")
+GAP_GRACE_SECONDS = 5.0
+_BATCH = 500
+_TRIM_EVERY = 256
+_QUEUE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    kind: str
+    record: ImageRecord
+
+
+def record_to_data(record: ImageRecord) -> dict[str, Any]:
+    data = dataclasses.asdict(record)
+    data["time"] = record.time.isoformat()
+    data["updated_at"] = record.updated_at.isoformat()
+    return data
+
+
+def record_from_data(data: dict[str, Any]) -> ImageRecord:
+    values = dict(data)
+    values["time"] = datetime.fromisoformat(values["time"])
+    values["updated_at"] = datetime.fromisoformat(values["updated_at"])
+    return ImageRecord(**values)
+
+
+class EventLog(Protocol):
+    async def append(self, kind: str, record: ImageRecord) -> int:
+        """Add an event; its sequence number."""
+
+    async def latest(self) -> int:
+        """The highest sequence number written so far (0 when none)."""
+
+    async def read_after(self, seq: int, limit: int) -> list[Event]:
+        """Events with a sequence number above `seq`, in order."""
+
+    def follow(self) -> AsyncIterator[Event] | None:
+        """A push feed of new events, or None when the database offers none."""
+
+
+class SqliteEventLog:
+    """The event table in its own SQLite file next to the metadata database; processes sharing
+    the data directory share it (WAL lets readers poll while one writer appends)."""
+
+    def __init__(self, path: Path, retention: timedelta):
+        self._path = path
+        self._retention = retention
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
+        self._db: sqlite3.Connection | None = None
+
+    async def __aenter__(self) -> SqliteEventLog:
+        await self._run(self._open)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL,"
+            " kind TEXT NOT NULL, record TEXT NOT NULL)"
+        )
+        self._db = db
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def append(self, kind: str, record: ImageRecord) -> int:
+        def append() -> int:
+            assert self._db is not None
+            now = datetime.now(timezone.utc)
+            cursor = self._db.execute(
+                "INSERT INTO events (time, kind, record) VALUES (?, ?, ?)",
+                (now.isoformat(), kind, json.dumps(record_to_data(record))),
+            )
+            seq = int(cursor.lastrowid or 0)
+            if seq % _TRIM_EVERY == 0:
+                self._db.execute("DELETE FROM events WHERE time < ?", ((now - self._retention).isoformat(),))
+            return seq
+
+        return int(await self._run(append))
+
+    async def latest(self) -> int:
+        def latest() -> int:
+            assert self._db is not None
+            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+        return int(await self._run(latest))
+
+    async def read_after(self, seq: int, limit: int) -> list[Event]:
+        def read() -> list[Event]:
+            assert self._db is not None
+            rows = self._db.execute("SELECT seq, kind, record FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+            return [Event(row[0], row[1], record_from_data(json.loads(row[2]))) for row in rows]
+
+        events: list[Event] = await self._run(read)
+        return events
+
+    def follow(self) -> AsyncIterator[Event] | None:
+        return None
+
+
+class MongoEventLog:
+    """`events` (one document per event, `_id` = sequence number) and `event_sequence` (the
+    counter) in the metadata database."""
+
+    def __init__(self, url: str, database: str, retention: timedelta):
+        from pymongo import AsyncMongoClient
+
+        self._client: Any = AsyncMongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=True)
+        db = self._client[database]
+        self._events = db["events"]
+        self._sequence = db["event_sequence"]
+        self._retention = retention
+
+    async def __aenter__(self) -> MongoEventLog:
+        await self._events.create_index("time")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._client.close()
+
+    async def append(self, kind: str, record: ImageRecord) -> int:
+        from pymongo import ReturnDocument
+
+        counter = await self._sequence.find_one_and_update(
+            {"_id": "events"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        seq = int(counter["seq"])
+        now = datetime.now(timezone.utc)
+        await self._events.insert_one({"_id": seq, "time": now, "kind": kind, "record": record_to_data(record)})
+        if seq % _TRIM_EVERY == 0:
+            await self._events.delete_many({"time": {"$lt": now - self._retention}})
+        return seq
+
+    async def latest(self) -> int:
+        counter = await self._sequence.find_one({"_id": "events"})
+        return int(counter["seq"]) if counter else 0
+
+    async def read_after(self, seq: int, limit: int) -> list[Event]:
+        cursor = self._events.find({"_id": {"$gt": seq}}).sort("_id", 1).limit(limit)
+        return [Event(int(doc["_id"]), doc["kind"], record_from_data(doc["record"])) async for doc in cursor]
+
+    def follow(self) -> AsyncIterator[Event] | None:
+        return self._changes()
+
+    async def _changes(self) -> AsyncIterator[Event]:
+        # Raises OperationFailure at once where change streams are missing (FerretDB, standalone).
+        async with await self._events.watch([{"$match": {"operationType": "insert"}}]) as stream:
+            async for change in stream:
+                doc = change["fullDocument"]
+                yield Event(int(doc["_id"]), doc["kind"], record_from_data(doc["record"]))
+
+
+class Subscription:
+    def __init__(self, hub: EventHub, collection: str | None):
+        self._hub = hub
+        self.collection = collection
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(_QUEUE_SIZE)
+
+    def offer(self, event: Event) -> None:
+        if self.collection is not None and event.record.collection != self.collection:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            # A subscriber this far behind is cut off (None ends its feed); it may reconnect.
+            self._hub.unsubscribe(self)
+            self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        while (event := await self.queue.get()) is not None:
+            yield event
+
+
+class EventHub:
+    """Follows the event log while anyone subscribes and hands each event to the subscribers."""
+
+    def __init__(self, events: EventLog, poll_interval: float):
+        self.log = events
+        self.poll_interval = poll_interval
+        self.mode = "idle"
+        self._streams = True
+        self._subscribers: set[Subscription] = set()
+        self._wanted = asyncio.Event()
+        self._started = asyncio.Event()
+        self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def subscribe(self, collection: str | None) -> Subscription:
+        subscription = Subscription(self, collection)
+        self._subscribers.add(subscription)
+        self._wanted.set()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+        if not self._subscribers:
+            self._wanted.clear()
+
+    async def started(self) -> None:
+        """Wait until events written from now on will be delivered to current subscribers."""
+        await self._started.wait()
+
+    def _deliver(self, event: Event) -> None:
+        for subscription in list(self._subscribers):
+            subscription.offer(event)
+
+    async def run(self) -> None:
+        while True:
+            await self._wanted.wait()
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The database is away; subscribers stay, and following resumes from now.
+                log.warning("event feed interrupted (%s); retrying", exc.__class__.__name__)
+                self._started.clear()
+                await asyncio.sleep(self.poll_interval)
+
+    async def _follow(self) -> None:
+        feed = self.log.follow() if self._streams else None
+        if feed is not None:
+            try:
+                await self._stream(feed)
+                return
+            except Exception as exc:
+                if not _unsupported(exc):
+                    raise
+                log.info("no change streams in this database (%s); polling the event log", exc.__class__.__name__)
+                self._streams = False
+        await self._poll()
+
+    async def _stream(self, feed: AsyncIterator[Event]) -> None:
+        iterator = feed.__aiter__()
+        first = asyncio.ensure_future(iterator.__anext__())
+        # A database without change streams refuses at once; one that is still waiting for the
+        # first change after this long has opened the stream.
+        done, _ = await asyncio.wait({first}, timeout=max(self.poll_interval, 1.0))
+        if done:
+            event = first.result()
+            self._deliver(event)
+        self.mode = "change_stream"
+        self._started.set()
+        if not done:
+            self._deliver(await first)
+        async for event in iterator:
+            self._deliver(event)
+            if not self._subscribers:
+                break
+        self._started.clear()
+        self.mode = "idle"
+
+    async def _poll(self) -> None:
+        low = await self.log.latest()
+        seen: set[int] = set()
+        gap_since: float | None = None
+        self.mode = "polling"
+        self._started.set()
+        while self._subscribers:
+            events = await self.log.read_after(low, _BATCH)
+            for event in events:
+                if event.seq not in seen:
+                    seen.add(event.seq)
+                    self._deliver(event)
+            while low + 1 in seen:
+                low += 1
+                seen.discard(low)
+            if seen:
+                now = time.monotonic()
+                gap_since = gap_since or now
+                if now - gap_since > GAP_GRACE_SECONDS:
+                    low = min(seen) - 1
+                    gap_since = None
+                    continue
+            else:
+                gap_since = None
+            if len(events) < _BATCH:
+                await asyncio.sleep(self.poll_interval)
+        self._started.clear()
+        self.mode = "idle"
+
+
+def _unsupported(exc: Exception) -> bool:
+    from pymongo.errors import OperationFailure
+
+    return isinstance(exc, OperationFailure)
+
+
+@asynccontextmanager
+async def open_event_log(config: Config) -> AsyncIterator[EventLog]:
+    retention = timedelta(seconds=config.events.retention_seconds)
+    if config.metadata.backend == "mongodb":
+        assert config.metadata.mongodb_url is not None  # enforced by config validation
+        async with MongoEventLog(config.metadata.mongodb_url.reveal(), config.metadata.mongodb_db, retention) as mongo:
+            yield mongo
+        return
+    async with SqliteEventLog(config.data_dir / "events.sqlite3", retention) as sqlite:
+        yield sqlite

@@ -1,0 +1,178 @@
+"""Prometheus metrics: one registry per application (tests build many apps in one process).
+
+Requests are counted by route template, never by raw path, so label cardinality stays bounded.
+The stores are wrapped rather than edited: every backend is measured the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from gateway.errors import GatewayError, NotFound
+from gateway.metadata.base import ImageRecord
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Outcomes a caller asked for, not failures of the dependency.
+_EXPECTED = (NotFound,)
+
+BLOB_OPERATIONS = ("put", "get", "delete", "delete_many", "list", "presign", "ping")
+METADATA_OPERATIONS = (
+    "insert", "get", "find", "count", "replace_properties", "delete", "delete_records", "records",
+    "ensure_collection", "collection_generation", "begin_drop", "finish_drop", "collections",
+    "collection_stats", "ping",
+)  # fmt: skip
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("gateway_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r)
+        self.request_seconds = Histogram(
+            "gateway_http_request_duration_seconds", "Time to answer, by route template", ["method", "route"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.in_progress = Gauge("gateway_http_requests_in_progress", "Requests being handled", registry=r)
+        self.bytes_received = Counter("gateway_http_received_bytes", "Request body bytes with a declared length", registry=r)
+        self.bytes_served = Counter("gateway_http_served_bytes", "Response body bytes sent", registry=r)
+        self.images_stored = Counter("gateway_images_stored", "Images uploaded and recorded", ["collection"], registry=r)
+        self.images_deleted = Counter("gateway_images_deleted", "Images deleted", ["collection"], registry=r)
+        self.bytes_uploaded = Counter("gateway_uploaded_bytes", "Bytes of images stored", registry=r)
+        self.dependency_seconds = Histogram(
+            "gateway_dependency_duration_seconds", "Calls to the object store, database and identity service",
+            ["dependency", "operation"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.dependency_errors = Counter(
+            "gateway_dependency_errors", "Failed calls to the object store, database and identity service",
+            ["dependency", "operation"], registry=r,
+        )  # fmt: skip
+
+    @contextmanager
+    def observe(self, dependency: str, operation: str) -> Iterator[None]:
+        """Time one call to a dependency (`object_store`, `database`, `identity`); count failures."""
+        started = time.perf_counter()
+        try:
+            yield
+        except _EXPECTED:
+            raise
+        except (GatewayError, OSError, TimeoutError):
+            self.dependency_errors.labels(dependency, operation).inc()
+            raise
+        finally:
+            self.dependency_seconds.labels(dependency, operation).observe(time.perf_counter() - started)
+
+    async def record_event(self, kind: str, record: ImageRecord) -> None:
+        """A service listener: counts stored and deleted images."""
+        if kind == "upload":
+            self.images_stored.labels(record.collection).inc()
+            self.bytes_uploaded.inc(record.size)
+        elif kind == "delete":
+            self.images_deleted.labels(record.collection).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class Instrumented:
+    """Wraps a store: its coroutine and async-iterator methods named in `operations` are timed
+    and their failures counted; everything else is passed through untouched."""
+
+    def __init__(self, inner: Any, metrics: Metrics, dependency: str, operations: tuple[str, ...]):
+        self._inner = inner
+        self._metrics = metrics
+        self._dependency = dependency
+        self._operations = operations
+
+    @property
+    def wrapped(self) -> Any:
+        return self._inner
+
+    # isinstance() consults __class__, so code that checks for a backend class (the filesystem
+    # download route) still recognises the wrapped store.
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self._inner)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if name not in self._operations or not callable(attribute):
+            return attribute
+        observe = self._metrics.observe
+        dependency = self._dependency
+        # Keep the kind of callable (async generator or coroutine), which wrappers inspect.
+        if inspect.isasyncgenfunction(attribute):
+
+            async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+                iterator = attribute(*args, **kwargs)
+                while True:
+                    # The wait for each item is what a slow store costs a streaming reader.
+                    with observe(dependency, name):
+                        try:
+                            item = await iterator.__anext__()
+                        except StopAsyncIteration:
+                            return
+                    yield item
+
+            return stream
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            with observe(dependency, name):
+                return await attribute(*args, **kwargs)
+
+        return call
+
+
+def instrument(store: Any, metrics: Metrics, dependency: str) -> Any:
+    operations = BLOB_OPERATIONS if dependency == "object_store" else METADATA_OPERATIONS
+    return Instrumented(store, metrics, dependency, operations)
+
+
+def route_template(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def middleware(metrics: Metrics) -> Any:
+    @web.middleware
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        metrics.in_progress.inc()
+        if request.content_length:
+            metrics.bytes_received.inc(request.content_length)
+        try:
+            response = await handler(request)
+            status = response.status
+            # aiohttp sends the body after the middlewares return, within this request's own
+            # task; its length (a FileResponse's too) is final when that task ends.
+            task = asyncio.current_task()
+            if task is not None:
+                task.add_done_callback(lambda _: metrics.bytes_served.inc(response.body_length))
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.in_progress.dec()
+            route = route_template(request)
+            metrics.requests.labels(request.method, route, str(status)).inc()
+            metrics.request_seconds.labels(request.method, route).observe(time.perf_counter() - started)
+
+    return record
+
+
+async def exposition(request: web.Request) -> web.Response:
+    from gateway.keys import METRICS
+
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
