@@ -105,7 +105,10 @@ class S3BlobStore:
                     raise
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, filename: str) -> None:
-        headers = {"ContentType": content_type, "ContentDisposition": content_disposition(filename)}
+        # A SHA-256 of each request's body (each part's, for multipart) travels with it and the
+        # store refuses a body that does not match, so a corrupted transfer is never stored. Named
+        # explicitly, it holds even where AWS_REQUEST_CHECKSUM_CALCULATION turns the default off.
+        headers = {"ContentType": content_type, "ContentDisposition": content_disposition(filename), "ChecksumAlgorithm": "SHA256"}
         buffer = bytearray()
         iterator = chunks.__aiter__()
         async for chunk in iterator:
@@ -125,7 +128,8 @@ class S3BlobStore:
         async def send(body: bytes) -> None:
             with _Failure("store a part"):
                 answer = await self._client.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=len(parts) + 1, Body=body
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=len(parts) + 1, Body=body,
+                    ChecksumAlgorithm="SHA256",
                 )
             part = {"PartNumber": len(parts) + 1, "ETag": answer["ETag"]}
             # When the SDK sent a flexible checksum with the part, completion must repeat it.

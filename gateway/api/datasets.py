@@ -1,0 +1,84 @@
+"""Dataset export (a streamed zip) and import (the same zip, or the original service's)."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.api.collections import _next_part
+from gateway.api.common import service
+from gateway.archive import ArchiveLimits, ZipExport, ZipSource, export_collection, import_archive
+from gateway.errors import Invalid, TooLarge, Unsupported
+from gateway.keys import CONFIG, USER_ID
+from gateway.validation import collection_name, no_query
+
+ARCHIVE_FIELD = "archive"
+_IMPORT_CONCURRENCY = 4
+
+
+async def export_dataset(request: web.Request) -> web.StreamResponse:
+    no_query(request.query)
+    collection = collection_name(request.match_info["collection"])
+    images = service(request)
+    # A missing collection is a 404 before the 200 and the zip begin.
+    await images.collection_stats(collection)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="{collection}.zip"',
+            "Cache-Control": "no-store",
+        }
+    )
+    await response.prepare(request)
+    # Errors from here on can only cut the stream short: the client sees a truncated zip.
+    await export_collection(images, collection, ZipExport(response.write))
+    await response.write_eof()
+    return response
+
+
+async def import_dataset(request: web.Request) -> web.Response:
+    no_query(request.query)
+    collection = collection_name(request.match_info["collection"])
+    if request.content_type != "multipart/form-data":
+        raise Unsupported(f"imports are multipart/form-data with the zip in the field {ARCHIVE_FIELD!r}", code="expected_multipart")
+    limits = request.app[CONFIG].limits
+    if request.content_length is not None and request.content_length > limits.max_archive_bytes:
+        raise TooLarge(f"archives are at most {limits.max_archive_bytes} bytes", code="archive_too_large")
+    reader = await request.multipart()
+    # zipfile reads the central directory at the end, so the archive is spooled to disk first.
+    with tempfile.TemporaryDirectory(prefix="gateway-import-") as folder:
+        path = Path(folder) / "archive.zip"
+        found = False
+        while (part := await _next_part(reader)) is not None:
+            if part.name != ARCHIVE_FIELD or found:
+                await part.release()
+                continue
+            found = True
+            size = 0
+            with path.open("wb") as handle:
+                while chunk := await part.read_chunk(256 * 1024):
+                    size += len(chunk)
+                    if size > limits.max_archive_bytes:
+                        raise TooLarge(f"archives are at most {limits.max_archive_bytes} bytes", code="archive_too_large")
+                    await asyncio.to_thread(handle.write, chunk)
+        if not found:
+            raise Invalid(f"the import has no zip in the field {ARCHIVE_FIELD!r}", code="missing_archive")
+        archive_limits = ArchiveLimits(member_bytes=limits.max_upload_bytes, total_bytes=limits.max_archive_bytes)
+        source = await asyncio.to_thread(ZipSource, path, archive_limits)
+        try:
+            summary = await import_archive(
+                service(request), collection, source, owner=request.get(USER_ID), concurrency=_IMPORT_CONCURRENCY
+            )
+        finally:
+            source.close()
+    return web.json_response({"collection": collection, **summary.as_dict()})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/collections/{collection}/export", export_dataset),
+        web.post("/collections/{collection}/import", import_dataset),
+    ]
