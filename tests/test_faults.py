@@ -240,3 +240,107 @@ async def test_drop_fails_at_objects_then_resumes(client: TestClient) -> None:
     assert response.status == 200
     assert await assert_invariants(service) == ([], [])
     assert json.dumps(await (await client.get("/collections")).json()) == "[]"
+
+
+# --- timeouts: the write happened, the caller was told it failed -----------------------------
+
+
+async def _reconciled(service: ImageService) -> tuple[list[str], list[str]]:
+    from datetime import timedelta
+
+    from gateway.reconcile import reconcile
+
+    summary = await reconcile(service, fix=True, grace=timedelta(0))
+    assert summary.remaining == 0
+    return await assert_invariants(service)
+
+
+async def test_object_put_times_out_after_storing_leaves_nothing(client: TestClient) -> None:
+    """Guards: the upload knows its key before the put, so an object the store kept although the
+    put timed out is still removed."""
+    service, blobs, meta = await faulty(client)
+    blobs.fail_after["put"] = 1
+    await assert_error(await upload(client), 503)
+    assert await assert_invariants(service) == ([], [])
+    assert "insert" not in meta.calls
+
+
+async def test_generation_check_fails_after_insert_removes_record_then_object(client: TestClient) -> None:
+    """Guards: a failure after the insert (here the check against a concurrent drop) undoes the
+    record before the object, so no moment has a record without its bytes."""
+    service, blobs, meta = await faulty(client)
+    meta.fail_before["collection_generation"] = 1
+    await assert_error(await upload(client), 503)
+    assert await assert_invariants(service) == ([], [])
+    assert meta.journal.index("meta.delete") < meta.journal.index("blobs.delete")
+
+
+async def test_registration_times_out_after_registering(client: TestClient) -> None:
+    service, blobs, meta = await faulty(client)
+    meta.fail_after["ensure_collection"] = 1
+    await assert_error(await upload(client), 503)
+    assert await assert_invariants(service) == ([], [])
+    assert (await upload(client)).status == 200  # the registered collection takes the retry
+
+
+async def test_properties_update_times_out_after_writing(client: TestClient) -> None:
+    """Guards: an update touches only the record, never the object."""
+    doc = await (await upload(client, a="1")).json()
+    service, blobs, meta = await faulty(client)
+    meta.fail_after["replace_properties"] = 1
+    url = f"/collections/faults/images/{doc['id']}"
+    await assert_error(await client.patch(url, json={"a": "2"}), 503)
+    assert (await (await client.get(url)).json())["properties"] in ({"a": "1"}, {"a": "2"})
+    assert blobs.calls == []
+    assert await assert_invariants(service) == ([doc["path"]], [doc["path"]])
+
+
+async def test_record_delete_times_out_after_deleting_leaves_an_orphan_reconcile_removes(client: TestClient) -> None:
+    """Guards: the object goes only after the record's delete is confirmed; when it is not, the
+    object stays (an orphan, never a record without bytes) and reconcile removes it."""
+    doc = await (await upload(client)).json()
+    service, blobs, meta = await faulty(client)
+    meta.fail_after["delete"] = 1
+    await assert_error(await client.delete(f"/collections/faults/images/{doc['id']}"), 503)
+    assert await assert_invariants(service) == ([], [doc["path"]])
+    assert await _reconciled(service) == ([], [])
+
+
+async def test_object_delete_times_out_after_deleting(client: TestClient) -> None:
+    doc = await (await upload(client)).json()
+    service, blobs, meta = await faulty(client)
+    blobs.fail_after["delete"] = 1
+    assert (await client.delete(f"/collections/faults/images/{doc['id']}")).status == 200
+    assert await assert_invariants(service) == ([], [])
+
+
+async def test_drop_fails_at_listing_then_reconcile_resumes(client: TestClient) -> None:
+    """Guards: the dropping mark is set first and kept until the end, so reconcile finds and
+    finishes a drop that stopped at any later step."""
+    await _fill(client, "listed", 2)
+    service, blobs, meta = await faulty(client)
+    blobs.fail_before["list"] = 1
+    await assert_error(await client.delete("/collections/listed"), 503)
+    await assert_error(await upload(client, "listed"), 409)
+    assert await _reconciled(service) == ([], [])
+    assert await meta.inner.collections(include_dropping=True) == []
+
+
+async def test_drop_batch_delete_times_out_then_resumes(client: TestClient) -> None:
+    await _fill(client, "timed", 2)
+    service, blobs, meta = await faulty(client)
+    blobs.fail_after["delete_many"] = 1
+    await assert_error(await client.delete("/collections/timed"), 503)
+    assert (await client.delete("/collections/timed")).status == 200
+    assert await assert_invariants(service) == ([], [])
+
+
+async def test_drop_fails_at_finish_then_reconcile_resumes(client: TestClient) -> None:
+    await _fill(client, "finish", 2)
+    service, blobs, meta = await faulty(client)
+    meta.fail_before["finish_drop"] = 1
+    await assert_error(await client.delete("/collections/finish"), 503)
+    assert await meta.inner.collections(include_dropping=True) == ["finish"]
+    assert await meta.inner.collections() == []
+    assert await _reconciled(service) == ([], [])
+    assert await meta.inner.collections(include_dropping=True) == []
