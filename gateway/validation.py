@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -142,6 +142,17 @@ class Condition:
     field: str
     op: str
     value: Any
+
+
+# The field of the condition on the record's owner; no property key can start with `$`.
+OWNER_FIELD = "$owner"
+
+
+def owned_by(query: ListQuery, owner: str | None) -> ListQuery:
+    """The query limited to one owner's records; unchanged for None."""
+    if owner is None:
+        return query
+    return replace(query, conditions=(*query.conditions, Condition(OWNER_FIELD, "$eq", owner)))
 
 
 @dataclass(frozen=True)

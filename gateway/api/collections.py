@@ -22,8 +22,8 @@ from gateway.api.common import (
     service,
 )
 from gateway.errors import Invalid, TooLarge, Unsupported
-from gateway.keys import BLOBS, CONFIG, METADATA, USER_ID
-from gateway.validation import Cursor, collection_name, encode_cursor, image_id, list_query, no_query, parse_json
+from gateway.keys import BLOBS, CONFIG, METADATA, OWNER_SCOPE, USER_ID
+from gateway.validation import Cursor, collection_name, encode_cursor, image_id, list_query, no_query, owned_by, parse_json
 
 IMAGE_FIELDS = ("image", "file")
 JSON_FIELDS = ("json", "json_properties", "properties_json")
@@ -136,7 +136,7 @@ async def upload_image(request: web.Request) -> web.Response:
 
 async def list_images(request: web.Request) -> web.Response:
     collection = collection_name(request.match_info["collection"])
-    query = list_query(request.query)
+    query = owned_by(list_query(request.query), request.get(OWNER_SCOPE))
     # Counting is cheap on the (collection) index alone; with conditions it is a scan.
     page = await service(request).find(collection, query, with_total=not query.conditions)
     headers = {}

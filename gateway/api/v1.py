@@ -7,8 +7,8 @@ from aiohttp import web
 
 from gateway.api.common import absolute, decode_base64, document, read_json_object, redirect_to_object, service
 from gateway.errors import Invalid
-from gateway.keys import CONFIG, USER_ID
-from gateway.validation import ListQuery, image_id, list_query, no_query
+from gateway.keys import CONFIG, OWNER_SCOPE, USER_ID
+from gateway.validation import ListQuery, image_id, list_query, no_query, owned_by
 
 _UPLOAD_FIELDS = {"data", "filename", "properties"}
 
@@ -39,7 +39,7 @@ async def create_image(request: web.Request) -> web.Response:
 async def list_images(request: web.Request) -> web.Response:
     no_query(request.query, allowed=("offset", "limit"))
     parsed = list_query(request.query)
-    query = ListQuery(limit=parsed.limit, skip=parsed.skip)
+    query = owned_by(ListQuery(limit=parsed.limit, skip=parsed.skip), request.get(OWNER_SCOPE))
     page = await service(request).find(_collection(request), query, with_total=False)
     path = "/v1/images"
 

@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
-from gateway.validation import Condition, ListQuery
+from gateway.validation import OWNER_FIELD, Condition, ListQuery
 
 _FIELDS = (
     "collection", "id", "image", "time", "updated_at", "content_type", "format", "width", "height",
@@ -39,6 +39,8 @@ def _to_record(doc: dict[str, Any]) -> ImageRecord:
 
 
 def _condition(condition: Condition) -> dict[str, Any]:
+    if condition.field == OWNER_FIELD:
+        return {"owner": {condition.op: condition.value}}
     field = "time" if condition.field == "time" else f"properties.{condition.field}"
     return {field: {condition.op: condition.value}}
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
-from gateway.validation import Condition, ListQuery
+from gateway.validation import OWNER_FIELD, Condition, ListQuery
 
 T = TypeVar("T")
 
@@ -130,6 +130,9 @@ def _property_match(key: str, op: str, value: Any, params: list[Any]) -> str:
 
 def _condition(condition: Condition, params: list[Any]) -> str:
     field, op, value = condition.field, condition.op, condition.value
+    if field == OWNER_FIELD:
+        params.append(value)
+        return "owner = ?"
     if field == "time":
         if op == "$exists":
             return "1" if value else "0"
