@@ -108,7 +108,10 @@ async def upload_image(request: web.Request) -> web.Response:
     if request.content_type != "multipart/form-data":
         raise Unsupported("uploads are multipart/form-data with the file in the field 'image'", code="expected_multipart")
     limits = request.app[CONFIG].limits
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except ValueError:  # no boundary in the Content-Type
+        raise Invalid("the multipart body has no boundary", code="invalid_multipart") from None
     fields: dict[str, Any] = {}
     typed: dict[str, Any] = {}
     async with service(request).upload(collection, owner=request.get(USER_ID)) as upload:

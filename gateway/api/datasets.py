@@ -47,7 +47,10 @@ async def import_dataset(request: web.Request) -> web.Response:
     limits = request.app[CONFIG].limits
     if request.content_length is not None and request.content_length > limits.max_archive_bytes:
         raise TooLarge(f"archives are at most {limits.max_archive_bytes} bytes", code="archive_too_large")
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except ValueError:  # no boundary in the Content-Type
+        raise Invalid("the multipart body has no boundary", code="invalid_multipart") from None
     # zipfile reads the central directory at the end, so the archive is spooled to disk first.
     with tempfile.TemporaryDirectory(prefix="gateway-import-") as folder:
         path = Path(folder) / "archive.zip"
