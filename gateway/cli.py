@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import __version__, maintenance
-from gateway import logs, workers
+from gateway import logs, metrics, workers
 from gateway.app import create_app
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError
@@ -65,6 +65,7 @@ async def serve(config: Config, sock: socket.socket | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("shutting down: finishing in-flight requests")
+        await metrics.drain(runner.app, runner, timeout=30)
     finally:
         # Stops accepting, lets in-flight requests finish, then runs cleanup_ctx (closes clients).
         await runner.cleanup()

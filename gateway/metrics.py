@@ -43,6 +43,8 @@ class Metrics:
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.in_progress = Gauge("gateway_http_requests_in_progress", "Requests being handled", registry=r)
+        # The same count, readable: graceful shutdown waits for it to reach zero.
+        self.active = 0
         self.bytes_received = Counter("gateway_http_received_bytes", "Request body bytes with a declared length", registry=r)
         self.bytes_served = Counter("gateway_http_served_bytes", "Response body bytes sent", registry=r)
         self.images_stored = Counter("gateway_images_stored", "Images uploaded and recorded", ["collection"], registry=r)
@@ -137,6 +139,31 @@ def instrument(store: Any, metrics: Metrics, dependency: str) -> Any:
     return Instrumented(store, metrics, dependency, operations)
 
 
+async def drain(app: web.Application, runner: web.AppRunner, timeout: float) -> None:
+    """Stop accepting, then wait (up to `timeout`) for in-flight requests to finish.
+
+    aiohttp's own graceful shutdown stops reading from open connections at once, so a request
+    whose body is still arriving could never complete; closing only the listeners first lets it.
+    """
+    from gateway.api.events import close_sockets
+
+    for site in list(runner.sites):
+        await site.stop()
+    await close_sockets(app)
+    deadline = time.monotonic() + timeout
+    while _busy(app, runner) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+def _busy(app: web.Application, runner: web.AppRunner) -> bool:
+    from gateway.keys import METRICS
+
+    # A request between its `100 Continue` and our middlewares is not counted yet; aiohttp's
+    # connection knows (a private flag, hence the default).
+    connections = runner.server.connections if runner.server is not None else []
+    return app[METRICS].active > 0 or any(getattr(c, "_request_in_progress", False) for c in connections)
+
+
 def route_template(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
@@ -148,6 +175,7 @@ def middleware(metrics: Metrics) -> Any:
         started = time.perf_counter()
         status = 500
         metrics.in_progress.inc()
+        metrics.active += 1
         if request.content_length:
             metrics.bytes_received.inc(request.content_length)
         try:
@@ -164,6 +192,7 @@ def middleware(metrics: Metrics) -> Any:
             raise
         finally:
             metrics.in_progress.dec()
+            metrics.active -= 1
             route = route_template(request)
             metrics.requests.labels(request.method, route, str(status)).inc()
             metrics.request_seconds.labels(request.method, route).observe(time.perf_counter() - started)

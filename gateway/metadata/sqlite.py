@@ -196,6 +196,11 @@ class SqliteMetadataStore:
             raise RuntimeError(f"{self._path} has schema version {version}, newer than this gateway knows ({len(MIGRATIONS)})")
         for number in range(version, len(MIGRATIONS)):
             db.execute("BEGIN IMMEDIATE")
+            # Another process (a worker of --workers, a replica) may have migrated while this
+            # one waited for the write lock.
+            if db.execute("PRAGMA user_version").fetchone()[0] > number:
+                db.execute("COMMIT")
+                continue
             for statement in filter(str.strip, MIGRATIONS[number].split(";")):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {number + 1}")
