@@ -165,6 +165,7 @@ def _flag(raw: str) -> bool:
 ENVIRONMENT: dict[str, str] = {
     "APP_HOST": "server.host",
     "APP_PORT": "server.port",
+    "TRUST_FORWARDED_HEADERS": "server.trust_forwarded_headers",
     "DATA_DIR": "data_dir",
     "DEFAULT_COLLECTION": "default_collection",
     "LOG_LEVEL": "log_level",
