@@ -134,7 +134,12 @@ class Upload:
             inspector.finish()
 
         self._key = object_key(self.collection, self.id, fmt.extension)
-        await self._service.blobs.put(self._key, body(), content_type=fmt.content_type, filename=self._filename)
+        try:
+            await self._service.blobs.put(self._key, body(), content_type=fmt.content_type, filename=self._filename)
+        except Conflict:
+            # The key holds another image's object (only imports choose ids); it is not ours to remove.
+            self._key_taken = True
+            raise Conflict("an image with that id exists", code="image_exists") from None
 
     async def commit(self, properties: dict[str, Any]) -> ImageRecord:
         """Record the stored image with its properties; the upload is acknowledged after this."""

@@ -344,3 +344,29 @@ async def test_drop_fails_at_finish_then_reconcile_resumes(client: TestClient) -
     assert await meta.inner.collections() == []
     assert await _reconciled(service) == ([], [])
     assert await meta.inner.collections(include_dropping=True) == []
+
+
+async def test_racing_uploads_of_one_id_never_corrupt_the_winner(client: TestClient) -> None:
+    """Only imports choose ids. Two imports of the same id with different bytes race: one wins;
+    the loser must neither overwrite the winner's object nor remove it."""
+    import hashlib
+
+    service = service_of(client)
+    ident = "65f000000000000000000001"
+    images = [png(seed=1), png(seed=2)]
+
+    async def import_one(image: bytes) -> str:
+        async with service.upload("race", image_id=ident) as upload:
+            async def chunks():  # type: ignore[no-untyped-def]
+                yield image
+
+            await upload.put_image(chunks(), "a.png")
+            await upload.commit({})
+        return "ok"
+
+    results = await asyncio.gather(*(import_one(image) for image in images), return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["Conflict", "str"]
+    record = await service.meta.get("race", ident)
+    stored = b"".join([chunk async for chunk in service.blobs.get(record.path)])
+    assert hashlib.sha256(stored).hexdigest() == record.sha256
+    assert await object_keys(service.blobs, "race/") == [record.path]

@@ -44,9 +44,10 @@ class BlobStore(Protocol):
         content_type: str,
         filename: str,
     ) -> None:
-        """Store the bytes `chunks` yields under `key`, replacing nothing that is visible until
-        the whole body is in: a reader sees the full object or none. If `chunks` raises, nothing
-        is left behind and the exception propagates. `filename` goes into Content-Disposition."""
+        """Store the bytes `chunks` yields under `key`, visible only once the whole body is in:
+        a reader sees the full object or none. Never replaces an object: if `key` exists, raises
+        `Conflict` (code `object_exists`) and leaves it as it was. If `chunks` raises, nothing is
+        left behind and the exception propagates. `filename` goes into Content-Disposition."""
 
     def get(self, key: str) -> AsyncIterator[bytes]:
         """The object's bytes, in chunks. Raises `BlobNotFound`."""

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gateway.errors import BlobNotFound, Invalid, Unavailable
+from gateway.errors import BlobNotFound, Conflict, Invalid, Unavailable
 from gateway.signing import UrlSigner
 from gateway.storage.base import BlobInfo
 
@@ -126,8 +126,14 @@ def _flush_and_sync(handle: object) -> None:
 
 def _publish(tmp: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)
-    # The rename is durable only once its directory is.
+    # A hard link, unlike a rename, refuses to replace an existing file: keys are never reused.
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise Conflict("an object with that key exists", code="object_exists") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    # The new name is durable only once its directory is.
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

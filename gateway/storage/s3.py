@@ -17,7 +17,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.config import S3Config
-from gateway.errors import BlobNotFound, Unavailable
+from gateway.errors import BlobNotFound, Conflict, Unavailable
 from gateway.storage.base import BlobInfo, content_disposition
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class _Failure:
             return False
         if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _MISSING:
             raise BlobNotFound("the image's object is missing") from exc
+        if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+            raise Conflict("an object with that key exists", code="object_exists") from exc
         if isinstance(exc, (ClientError, BotoCoreError, asyncio.TimeoutError, OSError)):
             log.warning("object store failed to %s: %s", self.action, exc)
             raise Unavailable(f"the object store failed to {self.action}", code="storage_unavailable") from exc
@@ -117,7 +119,8 @@ class S3BlobStore:
                 await self._put_multipart(key, buffer, iterator, headers)
                 return
         with _Failure("store the object"):
-            await self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer), **headers)
+            # If-None-Match: a put never replaces an object; keys are never reused.
+            await self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer), IfNoneMatch="*", **headers)
 
     async def _put_multipart(self, key: str, buffer: bytearray, rest: AsyncIterator[bytes], headers: dict[str, str]) -> None:
         with _Failure("start a multipart upload"):
@@ -146,7 +149,7 @@ class S3BlobStore:
                 await send(bytes(buffer))
             with _Failure("complete a multipart upload"):
                 await self._client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
                 )
         except BaseException:
             try:

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from gateway.app import create_app
-from gateway.errors import BlobNotFound, Forbidden, Invalid
+from gateway.errors import BlobNotFound, Conflict, Forbidden, Invalid
 from gateway.signing import UrlSigner
 from gateway.storage.base import BlobStore, object_key
 from gateway.storage.filesystem import DOWNLOAD_ROUTE, FilesystemBlobStore
@@ -96,12 +96,16 @@ async def test_large_round_trip_uses_multipart(blob_store: BlobStore) -> None:
         assert head["ETag"].strip('"').endswith("-2"), "expected two parts"
 
 
-async def test_put_replaces_an_existing_object(blob_store: BlobStore) -> None:
+@pytest.mark.parametrize("size", [10, 9 * MiB], ids=["single", "multipart"])
+async def test_put_never_replaces_an_existing_object(blob_store: BlobStore, size: int) -> None:
+    """Keys are never reused: a second put of a key is refused and the first object stays."""
     key = new_key()
     await put(blob_store, key, b"first")
-    await put(blob_store, key, b"second version")
-    assert await read(blob_store, key) == b"second version"
-    assert [blob.size async for blob in blob_store.list(key)] == [len(b"second version")]
+    with pytest.raises(Conflict) as refused:
+        await put(blob_store, key, LARGE_BODY[:size])
+    assert refused.value.code == "object_exists"
+    assert await read(blob_store, key) == b"first"
+    assert [blob.size async for blob in blob_store.list(key)] == [len(b"first")]
 
 
 @pytest.mark.parametrize("size", [10, 9 * MiB], ids=["single", "multipart"])
