@@ -20,7 +20,7 @@ from gateway.app import create_app
 from gateway.errors import Unavailable
 from gateway.keys import BLOBS, EVENTS, METADATA, SERVICE
 from gateway.logs import JsonFormatter, configure
-from tests.api.test_collections import form, upload
+from tests.api.test_collections import upload
 from tests.helpers import png
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

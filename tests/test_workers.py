@@ -15,10 +15,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from gateway.app import create_app
+from gateway.config import ENVIRONMENT
 from tests.conftest import make_config
 from tests.helpers import png
 
@@ -37,9 +37,10 @@ def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     return proc.stdout.readline().decode()
 
 
-def start_server(data_dir: Path, log: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GATEWAY_CONFIG", "MONGODB_URL", "STORAGE_BACKEND", "METADATA_BACKEND")}
-    env.update({"DATA_DIR": str(data_dir), "LOG_FORMAT": "json", "APP_HOST": "127.0.0.1"})
+def start_server(data_dir: Path, log: Path, *args: str, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """`python -m gateway serve` on a free port, configured by the environment like a container."""
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT and k != "GATEWAY_CONFIG"}
+    env.update({"DATA_DIR": str(data_dir), "LOG_FORMAT": "json", "APP_HOST": "127.0.0.1", **(extra_env or {})})
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--port", "0", *args],
