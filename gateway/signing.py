@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from gateway.errors import Forbidden, GatewayError
 
@@ -70,7 +70,8 @@ class UrlSigner:
         """`path?query` carrying `expires` and `signature`."""
         signed = dict(params, expires=str(int((now or time.time()) + ttl)))
         signed["signature"] = self._signature(method, path, signed)
-        return f"{path}?{urlencode(signed)}"
+        # %20, not '+', for spaces: '+' does not survive every client's URL normalisation.
+        return f"{path}?{urlencode(signed, quote_via=quote)}"
 
     def verify(self, method: str, path: str, query: Mapping[str, str], *, now: float | None = None) -> None:
         params = dict(query)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, MultipartReader, web
 
@@ -92,6 +93,17 @@ async def _field_text(part: BodyPartReader, max_bytes: int) -> str:
         raise Invalid(f"form field {part.name!r} is not valid UTF-8", code="invalid_field") from None
 
 
+def _client_filename(raw: str | None) -> str | None:
+    """Browsers (per the HTML standard) and aiohttp percent-encode quotes, line breaks and
+    non-ASCII in a multipart file name; decode that when it is well-formed UTF-8."""
+    if raw is None or "%" not in raw:
+        return raw
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        return raw
+
+
 async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
     try:
         part = await reader.next()
@@ -118,7 +130,7 @@ async def upload_image(request: web.Request) -> web.Response:
         while (part := await _next_part(reader)) is not None:
             name = part.name or ""
             if name in IMAGE_FIELDS and (part.filename is not None or not upload.has_image):
-                await upload.put_image(_part_chunks(part), part.filename)
+                await upload.put_image(_part_chunks(part), _client_filename(part.filename))
             elif part.filename is not None:
                 raise Invalid(f"unexpected file in field {name!r}; the image goes in 'image'", code="unexpected_file")
             elif name in JSON_FIELDS:
