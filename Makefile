@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run test peers bench lint clean
+.PHONY: run test peers browser bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: $(VENV)/.installed-test
 # Real MinIO and FerretDB for the peer tier, built with Go from the Go module proxy.
 peers:
 	scripts/build-peers.sh
+
+# Headless Chromium for the browser test (tests/test_browser.py), from Debian's archive: Playwright
+# drives it by path, so nothing is downloaded at test time. Idempotent.
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium present: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; fi
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run.py
