@@ -177,3 +177,54 @@ def test_nginx_balances_every_replica_and_node_and_passes_websockets() -> None:
         assert f"listen {port};" in conf
     assert "proxy_set_header Upgrade $http_upgrade;" in conf
     assert conf.count("proxy_set_header Host $http_host;") == 3
+
+
+def readme_section(title: str) -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+@pytest.mark.parametrize(("title", "name"), [("Run with MinIO and MongoDB", "docker-compose.yml"), ("Scale out", "docker-compose.scale.yml")])
+def test_readme_walkthrough_matches_the_files(title: str, name: str) -> None:
+    section = readme_section(title)
+    data = compose(name)
+    services = data["services"]
+    assert f"`{name}`" in section
+    # Every compose command names files that exist and services they define.
+    commands = re.findall(r"^docker compose .*$", section, re.M)
+    assert commands
+    for command in commands:
+        words = shlex.split(command.split("#")[0])
+        files = [words[i + 1] for i, w in enumerate(words) if w == "-f"] or ["docker-compose.yml"]
+        assert files == [name] and all((REPO / f).is_file() for f in files)
+        for scaled in re.findall(r"--scale (\w[\w-]*)=\d+", command):
+            assert scaled in services
+    # Every published localhost port is published by the file.
+    published = {p.split(":")[0] for s in services.values() for p in s.get("ports", [])}
+    for port in re.findall(r"localhost:(\d+)", section):
+        assert port in published, f"README names localhost:{port}, which {name} does not publish"
+    # Every VARIABLE=value the section names is set exactly so on a gateway service (or, for
+    # MinIO's own credentials, on MinIO).
+    env: dict[str, str] = {}
+    for service in services.values():
+        env.update(environment(service))
+    for variable, value in re.findall(r"`([A-Z][A-Z0-9_]+)=([^`\s]+)`", section):
+        assert resolved(env.get(variable, "")) == value or docker_env().get(variable) == value, f"{variable}={value}"
+    # Files and volumes it mentions exist.
+    for path in re.findall(r"`((?:deploy|config)/[\w./-]+|Dockerfile)`", section):
+        assert (REPO / path).is_file(), path
+    for volume in re.findall(r"`([\w-]+-data)`", section):
+        assert volume in data["volumes"], volume
+
+
+def test_readme_documents_every_operations_route_and_metric() -> None:
+    section = readme_section("Health, metrics, logs, events")
+    for route in ("/health", "/ready", "/metrics", "/collections/{c}/events", "/events"):
+        assert f"`GET {route}`" in section
+    from gateway.metrics import Metrics
+
+    for family in Metrics().registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"`{name}" in section, f"{name} is not documented"
