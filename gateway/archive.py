@@ -103,19 +103,21 @@ class ExportTarget(Protocol):
     async def close(self) -> None: ...
 
 
-class _Sink(io.RawIOBase):
+class _Sink:
     """Collects what `zipfile` writes; it has no `seek`/`tell`, so zipfile streams (data
-    descriptors after each member) instead of going back to patch headers."""
+    descriptors after each member) instead of going back to patch headers. Deliberately not an
+    `io` object: one never closes, so a zip abandoned mid-export (the client left) can still be
+    finalised into it harmlessly when collected."""
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
 
-    def writable(self) -> bool:
-        return True
-
     def write(self, data: Any) -> int:
         self.parts.append(bytes(data))
         return len(data)
+
+    def flush(self) -> None:
+        return None
 
     def take(self) -> bytes:
         data, self.parts = b"".join(self.parts), []
@@ -129,7 +131,7 @@ class ZipExport:
     def __init__(self, write: Callable[[bytes], Awaitable[None]]):
         self._write = write
         self._sink = _Sink()
-        self._zip = zipfile.ZipFile(self._sink, "w", allowZip64=True)
+        self._zip = zipfile.ZipFile(self._sink, "w", allowZip64=True)  # type: ignore[arg-type]
 
     async def _drain(self) -> None:
         data = self._sink.take()

@@ -11,8 +11,8 @@ from aiohttp import web
 from gateway.api.collections import _next_part
 from gateway.api.common import service
 from gateway.archive import ArchiveLimits, ZipExport, ZipSource, export_collection, import_archive
-from gateway.errors import Invalid, TooLarge, Unsupported
-from gateway.keys import CONFIG, USER_ID
+from gateway.errors import Forbidden, Invalid, TooLarge, Unsupported
+from gateway.keys import CONFIG, OWNER_SCOPE, USER_ID
 from gateway.validation import collection_name, no_query
 
 ARCHIVE_FIELD = "archive"
@@ -22,6 +22,9 @@ _IMPORT_CONCURRENCY = 4
 async def export_dataset(request: web.Request) -> web.StreamResponse:
     no_query(request.query)
     collection = collection_name(request.match_info["collection"])
+    if request.get(OWNER_SCOPE) is not None:
+        # A collection's export holds every user's images.
+        raise Forbidden("exporting a whole collection needs a service key", code="not_owner")
     images = service(request)
     # A missing collection is a 404 before the 200 and the zip begin.
     await images.collection_stats(collection)
