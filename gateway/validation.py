@@ -114,6 +114,9 @@ def parse_json(raw: bytes | str, what: str) -> Any:
         return json.loads(raw, strict=False)
     except (ValueError, UnicodeDecodeError):
         raise Invalid(f"{what} is not valid JSON", code="invalid_json") from None
+    except RecursionError:
+        # The decoder recurses per nesting level; a body of brackets must not become a 500.
+        raise Invalid(f"{what} nests too deeply", code="invalid_json") from None
 
 
 def parse_time(raw: Any, where: str) -> datetime:
@@ -170,10 +173,13 @@ class ListQuery:
     after: Cursor | None = None
 
 
-def _scalar(value: Any, where: str) -> Any:
+def _scalar(value: Any, where: str, code: str = "invalid_filter") -> Any:
     if isinstance(value, (dict, list)):
-        raise Invalid(f"{where}: filter values are strings, numbers, booleans or null", code="invalid_filter")
-    _check_value(value, where, 0)
+        raise Invalid(f"{where}: filter values are strings, numbers, booleans or null", code=code)
+    try:
+        _check_value(value, where, 0)
+    except Invalid as exc:
+        raise Invalid(exc.message, code=code) from None
     return value
 
 
@@ -261,7 +267,7 @@ def list_query(params: Any, *, extra: tuple[str, ...] = ()) -> ListQuery:
         if name.startswith("property."):
             # Repeated property.KEY=VALUE means any of the values.
             field = name[len("property.") :]
-            checked = [_scalar(v, name) for v in values]
+            checked = [_scalar(v, name, "invalid_parameter") for v in values]
             conditions.append(Condition(field, "$in", checked) if len(checked) > 1 else Condition(field, "$eq", checked[0]))
         elif len(values) > 1:
             raise Invalid(f"{name} is given more than once", code="invalid_parameter")
