@@ -1,5 +1,5 @@
-"""Schemathesis against the OpenAPI document: both seed APIs, auth off and on, a fixed seed and a
-bounded number of examples. No answer may be a 5xx, and every 4xx carries the JSON error body.
+"""Schemathesis against the OpenAPI document: both seed APIs, auth off and on (and auth off on
+MinIO+FerretDB), a fixed seed and a bounded number of examples. No answer may be a 5xx, and every 4xx carries the JSON error body.
 
 The gateway runs in a thread with its own event loop, because schemathesis calls it with the
 blocking `requests` client.
@@ -22,10 +22,8 @@ from hypothesis import HealthCheck, settings
 from gateway import openapi
 from gateway.app import create_app
 from tests.auth.conftest import API_KEYS, WRITER_KEY
-from tests.conftest import make_config
+from tests.conftest import app_overrides, make_config
 from tests.peers import free_port
-
-pytestmark = pytest.mark.embedded
 
 EXAMPLES_PER_OPERATION = 8
 FUZZED: dict[str, int] = {"requests": 0}
@@ -61,11 +59,20 @@ class ServerThread:
         self._thread.join(30)
 
 
-@pytest.fixture(scope="module", params=["auth-off", "auth-on"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(("embedded", "auth-off"), id="embedded-auth-off", marks=pytest.mark.embedded),
+        pytest.param(("embedded", "auth-on"), id="embedded-auth-on", marks=pytest.mark.embedded),
+        # Auth changes nothing the backends see, so the real peers fuzz with it off only.
+        pytest.param(("minio+ferretdb", "auth-off"), id="minio+ferretdb-auth-off", marks=pytest.mark.peers),
+    ],
+)
 def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    trees: list[dict[str, Any]] = []
+    backends, auth = request.param
+    trees: list[dict[str, Any]] = [app_overrides(request, backends)]
     headers: dict[str, str] = {}
-    if request.param == "auth-on":
+    if auth == "auth-on":
         trees.append({"auth": {"enabled": True, "api_keys": API_KEYS}})
         headers = {"X-API-Key": WRITER_KEY}
     config = make_config(tmp_path_factory.mktemp("fuzz"), *trees, {"limits": {"max_upload_bytes": 1024 * 1024}})
@@ -85,6 +92,8 @@ def test_no_5xx_and_every_error_is_json(case: Any, gateway: tuple[str, dict[str,
         assert isinstance(body.get("error", {}).get("code"), str) and isinstance(body["error"].get("message"), str), response.text[:300]
 
 
+@pytest.mark.embedded
+@pytest.mark.peers
 def test_zz_report_the_number_of_fuzzed_requests(capsys: pytest.CaptureFixture[str]) -> None:
     # Runs after the fuzz tests in this module (pytest keeps file order).
     with capsys.disabled():
