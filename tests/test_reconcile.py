@@ -69,6 +69,8 @@ async def test_young_objects_are_left_alone(service: ImageService) -> None:
 
 async def test_verify_finds_corrupt_object(service: ImageService) -> None:
     record = await service.upload_bytes("verify", png(seed=3), "a.png", {})
+    # Bit rot, simulated: other bytes under the same key (puts never overwrite, hence the delete).
+    await service.blobs.delete(record.path)
     await service.blobs.put(record.path, chunks(png(seed=4)), content_type="image/png", filename="a.png")
     assert (await reconcile(service, grace=NOW)).remaining == 0  # keys alone match
     summary = await reconcile(service, grace=NOW, verify=True, fix=True)
