@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -162,6 +163,29 @@ def _busy(app: web.Application, runner: web.AppRunner) -> bool:
     # connection knows (a private flag, hence the default).
     connections = runner.server.connections if runner.server is not None else []
     return app[METRICS].active > 0 or any(getattr(c, "_request_in_progress", False) for c in connections)
+
+
+def client_trace(metrics: Metrics, dependency: str) -> aiohttp.TraceConfig:
+    """Times every request of an outgoing aiohttp session (the identity service, JWKS) and counts
+    failures: no answer, or a 5xx. A 401/403 is the service's verdict, not its failure."""
+    trace = aiohttp.TraceConfig()
+
+    async def start(session: Any, context: Any, params: Any) -> None:
+        context.started = time.perf_counter()
+
+    async def end(session: Any, context: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        metrics.dependency_seconds.labels(dependency, "request").observe(time.perf_counter() - context.started)
+        if params.response.status >= 500:
+            metrics.dependency_errors.labels(dependency, "request").inc()
+
+    async def failed(session: Any, context: Any, params: Any) -> None:
+        metrics.dependency_seconds.labels(dependency, "request").observe(time.perf_counter() - context.started)
+        metrics.dependency_errors.labels(dependency, "request").inc()
+
+    trace.on_request_start.append(start)
+    trace.on_request_end.append(end)
+    trace.on_request_exception.append(failed)
+    return trace
 
 
 def route_template(request: web.Request) -> str:

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway import openapi
+from gateway import metrics, openapi
 from gateway.auth.identity import CHALLENGE
 from gateway.auth.policy import Authenticator, Principal
 from gateway.errors import Forbidden, NotFound, Unauthorized
-from gateway.keys import AUTH, CONFIG, METADATA, OWNER_SCOPE, USER_ID
+from gateway.keys import AUTH, CONFIG, METADATA, METRICS, OWNER_SCOPE, USER_ID
 from gateway.middlewares import Handler
 from gateway.validation import COLLECTION_RE, IMAGE_ID_RE
 
@@ -28,7 +28,8 @@ async def auth_context(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     # trust_env off: credentials go to the configured URL only, never through an ambient proxy.
-    async with aiohttp.ClientSession(trust_env=False, connector=aiohttp.TCPConnector(limit=100)) as session:
+    traced = [metrics.client_trace(app[METRICS], "identity")]
+    async with aiohttp.ClientSession(trust_env=False, connector=aiohttp.TCPConnector(limit=100), trace_configs=traced) as session:
         app[AUTH] = Authenticator(config, session)
         yield
 
