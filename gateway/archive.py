@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -464,8 +465,6 @@ async def _chunks(source: ImportSource, name: str) -> AsyncIterator[bytes]:
 
 
 async def _sha256_of(source: ImportSource, name: str) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     async for chunk in _chunks(source, name):
         digest.update(chunk)
