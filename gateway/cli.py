@@ -17,6 +17,7 @@ from gateway import __version__, maintenance
 from gateway import logs, metrics, workers
 from gateway.app import create_app
 from gateway.config import Config, load_config
+from gateway.edge import HTTP_PARSER_LIMITS
 from gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger("gateway")
@@ -47,7 +48,7 @@ def _announce(sock: socket.socket, count: int = 1) -> None:
 
 async def serve(config: Config, sock: socket.socket | None = None) -> None:
     """Serve until SIGTERM/SIGINT; on `sock` when given (a worker of `--workers`)."""
-    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False, shutdown_timeout=30)
+    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False, shutdown_timeout=30, **HTTP_PARSER_LIMITS)
     await runner.setup()
     try:
         if sock is not None:

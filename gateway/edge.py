@@ -14,6 +14,11 @@ SECURITY_HEADERS = {
     # JSON answers load nothing; pages and files that need more set their own policy.
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
+# The HTTP parser's limits, stated rather than inherited: a request line (method, path, query)
+# and each header field of at most 8 KiB, and at most 100 header fields. Past them aiohttp
+# answers 400 before any route or middleware runs. Bodies and form fields are bounded by
+# `limits` in the config, while they stream.
+HTTP_PARSER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
 _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
 _REQUEST_HEADERS = "Authorization, Content-Type, If-Match, X-API-Key, X-Request-ID"
 _EXPOSED = "ETag, Link, Location, X-Request-ID, X-Total-Count"
