@@ -5,11 +5,13 @@ Handlers parse and validate, call the service, and shape the answer; nothing her
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.multipart import BadContentDispositionHeader
 
 from gateway import __version__
 from gateway.api.common import (
@@ -106,8 +108,12 @@ def _client_filename(raw: str | None) -> str | None:
 
 async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
     try:
-        part = await reader.next()
-    except (ValueError, AssertionError, RuntimeError) as exc:
+        with warnings.catch_warnings():
+            # aiohttp only warns about a broken Content-Disposition (a raw CR/LF in a file name
+            # ends its line) and goes on without the name; such a part is refused instead.
+            warnings.simplefilter("error", BadContentDispositionHeader)
+            part = await reader.next()
+    except (ValueError, AssertionError, RuntimeError, BadContentDispositionHeader) as exc:
         raise Invalid(f"the multipart body is malformed ({exc.__class__.__name__})", code="invalid_multipart") from None
     if part is not None and not isinstance(part, BodyPartReader):
         raise Invalid("nested multipart bodies are not supported", code="invalid_multipart")

@@ -231,6 +231,8 @@ MULTIPART = {
     "field-too-large": (multipart(Part(b"label", b"v" * (MAX_PROPERTIES + 1)), FILE), 413, "field_too_large"),
     "too-many-fields": (multipart(*[Part(f"f{i}".encode(), b"1") for i in range(MAX_FIELDS + 1)], FILE), 400, "too_many_fields"),
     "no-image": (multipart(Part(b"label", b"x")), 400, "missing_image"),
+    # A raw CR/LF in a file name ends the part's header line: the part is malformed.
+    "crlf-in-filename": (multipart(Part(b"image", png(), b"a\r\nX-Injected: 1.png")), 400, "invalid_multipart"),
     "file-in-other-field": (multipart(Part(b"other", b"x", b"x.bin"), FILE), 400, "unexpected_file"),
     "two-images": (multipart(FILE, Part(b"image", png(seed=3), b"b.png")), 409, "multiple_images"),
     "no-closing-boundary": ((image_form(png())[0][:-30], image_form(png())[1]), 400, "truncated_image"),
