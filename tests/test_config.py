@@ -80,6 +80,7 @@ def test_yaml_comments_name_every_environment_variable_on_its_key() -> None:
 SAMPLES: dict[str, tuple[str, Any, dict[str, str]]] = {
     "APP_HOST": ("0.0.0.0", "0.0.0.0", {}),
     "APP_PORT": ("9090", 9090, {}),
+    "TRUST_FORWARDED_HEADERS": ("true", True, {}),
     "DATA_DIR": ("/srv/images", Path("/srv/images"), {}),
     "DEFAULT_COLLECTION": ("photos", "photos", {}),
     "LOG_LEVEL": ("debug", "debug", {}),
