@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from gateway import cli
 from gateway.config import Config
 from gateway.keys import SERVICE
-from tests.faults import assert_invariants
+from tests.faults import assert_invariants, install
 from tests.helpers import jpeg, png
 
 
@@ -197,3 +197,15 @@ async def test_command_line_export_and_resumable_import(client: TestClient, app_
     assert await asyncio.to_thread(cli.main, ["import", str(tmp_path / "out.zip"), "--collection", "cli-dst", "--concurrency", "3"]) == 0
     copies = {doc["id"]: doc for doc in await listing(client, "cli-dst")}
     assert {i: (d["sha256"], d["properties"]) for i, d in copies.items()} == {d["id"]: (d["sha256"], d["properties"]) for d in docs}
+
+
+async def test_export_failing_midway_cuts_the_connection(client: TestClient) -> None:
+    """After the 200 is sent, a store failure must not look like a complete (shorter) zip."""
+    for seed in range(3):
+        await upload(client, "cut", png(seed=seed))
+    blobs, _ = install(client.server.app[SERVICE])
+    blobs.fail_before["get"] = 1
+    response = await client.get("/collections/cut/export")
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from gateway.archive import ArchiveLimits, ZipExport, ZipSource, export_collecti
 from gateway.errors import Forbidden, Invalid, TooLarge, Unsupported
 from gateway.keys import CONFIG, OWNER_SCOPE, USER_ID
 from gateway.validation import collection_name, no_query
+
+log = logging.getLogger(__name__)
 
 ARCHIVE_FIELD = "archive"
 _IMPORT_CONCURRENCY = 4
@@ -36,8 +39,15 @@ async def export_dataset(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    # Errors from here on can only cut the stream short: the client sees a truncated zip.
-    await export_collection(images, collection, ZipExport(response.write))
+    try:
+        await export_collection(images, collection, ZipExport(response.write))
+    except Exception:
+        # The 200 is sent: the only way left to say the zip is incomplete is to cut the
+        # connection before its end, so the client sees a broken transfer, not a short zip.
+        log.exception("export of %s failed after it began; connection cut", collection)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
     await response.write_eof()
     return response
 
