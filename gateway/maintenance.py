@@ -83,7 +83,7 @@ async def _reconcile(config: Config, args: argparse.Namespace) -> int:
         print(
             f"objects {summary.objects}, records {summary.records}, matched {summary.matched}, verified {summary.verified}; "
             f"orphan objects {summary.orphan_objects}, records without objects {summary.missing_objects}, "
-            f"corrupt objects {summary.corrupt_objects}, unfinished drops {summary.unfinished_drops}, "
+            f"corrupt objects {summary.corrupt_objects}, unfinished drops {summary.unfinished_drops}, partial writes {summary.partial_writes}, "
             f"young objects skipped {summary.young_objects}; fixed {summary.fixed}, remaining {summary.remaining}"
         )
         for sample in summary.samples:

@@ -9,7 +9,9 @@ code point order), so one merge pass finds every difference with flat memory at 
   again that it still exists and its object still does not;
 - with `--verify`, an object whose bytes do not hash to the record's `sha256` is reported
   (there is nothing to repair it from);
-- a collection drop that stopped half way is resumed with `--fix`.
+- a collection drop that stopped half way is resumed with `--fix`;
+- temporary files and incomplete multipart uploads older than the grace period (a crash's
+  leftovers, never visible as objects) are discarded with `--fix`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Summary:
     verified: int = 0
     young_objects: int = 0
     orphan_objects: int = 0
+    # Temporary files and incomplete multipart uploads that a crash left.
+    partial_writes: int = 0
     missing_objects: int = 0
     corrupt_objects: int = 0
     unfinished_drops: int = 0
@@ -90,13 +94,14 @@ class Reconciler:
         self._orphans: list[str] = []
 
     async def run(self, collection: str | None = None) -> Summary:
+        # Taken once: an object older than this was stored before the run began minus the grace.
+        cutoff = datetime.now(timezone.utc) - self.grace
         await self._resume_drops(collection)
         prefix = collection_prefix(collection) if collection else ""
         blobs = self.service.blobs
+        await self._partial_writes(cutoff, prefix)
         objects = _ordered(blobs.list(prefix).__aiter__(), lambda blob: blob.key, "object")
         records = _ordered(self.service.meta.records(collection).__aiter__(), lambda record: record.path, "record")
-        # Taken once: an object older than this was stored before the run began minus the grace.
-        cutoff = datetime.now(timezone.utc) - self.grace
         blob: BlobInfo | None = await _next(objects)
         record: ImageRecord | None = await _next(records)
         while blob is not None or record is not None:
@@ -135,6 +140,12 @@ class Reconciler:
                 except GatewayError as exc:
                     log.warning("could not finish dropping %s: %s", name, exc.message)
             self.summary.problem("unfinished_drop", name, fixed=fixed)
+
+    async def _partial_writes(self, cutoff: datetime, prefix: str) -> None:
+        found = await self.service.blobs.partial_writes(cutoff, prefix, remove=self.fix)
+        self.summary.partial_writes = found
+        for _ in range(found):
+            self.summary.problem("partial_write", prefix or "*", fixed=self.fix)
 
     async def _object_only(self, blob: BlobInfo, cutoff: datetime) -> None:
         if blob.last_modified > cutoff:

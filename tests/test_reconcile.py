@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,8 @@ from gateway.metadata import open_metadata_store
 from gateway.reconcile import OrderError, reconcile
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
+from gateway.storage.filesystem import FilesystemBlobStore
+from gateway.storage.s3 import S3BlobStore
 from tests.faults import assert_invariants, object_keys
 from tests.helpers import png
 
@@ -135,3 +138,32 @@ async def test_command_line_json_and_exit_status(service: ImageService, app_conf
     assert await asyncio.to_thread(cli.main, ["reconcile", "--grace", "0", "--fix"]) == 0
     assert "fixed 1, remaining 0" in capsys.readouterr().out
     assert await asyncio.to_thread(cli.main, ["reconcile", "--grace", "0", "--json"]) == 0
+
+
+async def test_partial_writes_a_crash_left_are_swept(service: ImageService) -> None:
+    """A put killed mid-body leaves bytes no listing shows: a temporary file on disk, an
+    incomplete multipart upload on S3."""
+    inner = getattr(service.blobs, "wrapped", service.blobs)
+    if isinstance(inner, S3BlobStore):
+        client = inner._client
+        upload = await client.create_multipart_upload(Bucket=inner.bucket, Key="partial/0123456789abcdef01234567.png")
+        await client.upload_part(Bucket=inner.bucket, Key="partial/0123456789abcdef01234567.png", UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * 1000)
+
+        async def left() -> int:
+            return len((await client.list_multipart_uploads(Bucket=inner.bucket)).get("Uploads", []))
+    else:
+        assert isinstance(inner, FilesystemBlobStore)
+        leftover = inner.root / ".tmp" / "upload-crashed"
+        leftover.write_bytes(b"x" * 1000)
+        os.utime(leftover, (0, 0))
+
+        async def left() -> int:
+            return len(list((inner.root / ".tmp").iterdir()))
+
+    report = await reconcile(service, grace=NOW)
+    assert (report.partial_writes, report.remaining) == (1, 1)
+    assert await left() == 1
+    fixed = await reconcile(service, grace=NOW, fix=True)
+    assert (fixed.partial_writes, fixed.fixed, fixed.remaining) == (1, 1, 0)
+    assert await left() == 0
+    assert (await reconcile(service, grace=NOW)).remaining == 0

@@ -106,6 +106,30 @@ class FilesystemBlobStore:
                     continue
                 yield BlobInfo(f"{directory}/{name}", stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
 
+    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False) -> int:
+        # Temporary files carry no key, so they belong to no collection: only a whole-store
+        # sweep (no prefix) looks at them.
+        if prefix:
+            return 0
+
+        def sweep() -> int:
+            found = 0
+            for entry in os.scandir(self._tmp):
+                try:
+                    if not entry.is_file() or datetime.fromtimestamp(entry.stat().st_mtime, timezone.utc) >= older_than:
+                        continue
+                    found += 1
+                    if remove:
+                        os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+            return found
+
+        try:
+            return await asyncio.to_thread(sweep)
+        except OSError as exc:
+            raise Unavailable(f"the object store failed to sweep temporary files ({exc.strerror})", code="storage_unavailable") from exc
+
     async def presign(self, key: str, *, ttl: int, content_type: str, filename: str) -> str:
         self.local_path(key)
         return self._signer.sign(DOWNLOAD_ROUTE + key, {"filename": filename}, ttl=ttl)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import aioboto3
@@ -190,6 +191,20 @@ class S3BlobStore:
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     yield BlobInfo(item["Key"], item["Size"], item["LastModified"])
+
+    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False) -> int:
+        # MinIO lists a bucket's multipart uploads only without a prefix, so the filter is ours.
+        found = 0
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        with _Failure("list incomplete uploads"):
+            async for page in paginator.paginate(Bucket=self.bucket):
+                for upload in page.get("Uploads", []):
+                    if not upload["Key"].startswith(prefix) or upload["Initiated"] >= older_than:
+                        continue
+                    found += 1
+                    if remove:
+                        await self._client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        return found
 
     async def presign(self, key: str, *, ttl: int, content_type: str, filename: str) -> str:
         with _Failure("sign a link"):
