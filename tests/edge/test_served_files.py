@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.keys import CONFIG
+from tests.api.test_collections import fetch_object
 from tests.edge.requests import Body, image_form, send
 from tests.helpers import png
 
@@ -25,15 +25,6 @@ EVIL_NAMES = [
 ]
 
 
-async def download(client: TestClient, doc: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    response = await client.get(f"/collections/{doc['collection']}/images/{doc['id']}/image", allow_redirects=False)
-    assert response.status == 302
-    location = response.headers["Location"]
-    async with aiohttp.ClientSession() as session, session.get(location) as fetched:
-        assert fetched.status == 200, await fetched.text()
-        return await fetched.read(), dict(fetched.headers)
-
-
 @pytest.mark.parametrize("filename", EVIL_NAMES, ids=range(len(EVIL_NAMES)))
 async def test_file_names_stay_clean(client: TestClient, filename: bytes) -> None:
     response = await send(client, "POST", "/collections/c/images", Body.form(image_form(png(), filename)))
@@ -41,7 +32,7 @@ async def test_file_names_stay_clean(client: TestClient, filename: bytes) -> Non
     doc = await response.json()
     assert len(doc["image"]) <= 255
     assert not any(c in doc["image"] for c in '\r\n"\\/\t\u2028'), doc["image"]
-    _, headers = await download(client, doc)
+    _, headers = await fetch_object(client, doc)
     disposition = headers["Content-Disposition"]
     assert "\r" not in disposition and "\n" not in disposition and "X-Injected" not in headers
     assert disposition.count('"') in (0, 2), disposition
@@ -52,7 +43,7 @@ async def test_image_with_a_page_after_its_end_is_served_as_an_image(client: Tes
     assert response.status == 200, await response.text()
     doc = await response.json()
     assert doc["content_type"] == "image/png" and doc["image"] == "poly.html"
-    body, headers = await download(client, doc)
+    body, headers = await fetch_object(client, doc)
     assert headers["Content-Type"] == "image/png"
     if client.server.app[CONFIG].storage.backend == "filesystem":
         assert headers["X-Content-Type-Options"] == "nosniff"
