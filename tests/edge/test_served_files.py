@@ -3,7 +3,6 @@ carrying a page after its end is served as an image."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
