@@ -89,6 +89,9 @@ class LimitsConfig:
     max_image_pixels: int = 89_478_485
     max_properties_bytes: int = 64 * 1024
     max_form_fields: int = 200
+    # A client that stops sending a body for this long gets 408, so stalled uploads cannot hold
+    # connections (and half-written objects) forever.
+    body_idle_timeout_seconds: float = 60.0
     # A dataset import's zip, and separately everything in it once uncompressed.
     max_archive_bytes: int = 2048 * MiB
 
@@ -346,6 +349,7 @@ def validate(config: Config) -> None:
     require(config.limits.max_image_pixels > 0, "limits.max_image_pixels", "must be positive")
     require(config.limits.max_properties_bytes > 0, "limits.max_properties_bytes", "must be positive")
     require(config.limits.max_form_fields > 0, "limits.max_form_fields", "must be positive")
+    require(config.limits.body_idle_timeout_seconds > 0, "limits.body_idle_timeout_seconds", "must be positive")
     require(
         COLLECTION_RE.fullmatch(config.default_collection) is not None and ".." not in config.default_collection,
         "default_collection",

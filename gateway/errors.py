@@ -7,6 +7,11 @@ handlers never import botocore or pymongo.
 from __future__ import annotations
 
 
+# nginx's status for a request the client abandoned before the answer; only logs and metrics
+# ever carry it.
+CLIENT_CLOSED_REQUEST = 499
+
+
 class GatewayError(Exception):
     status = 500
     code = "internal_error"
@@ -51,6 +56,11 @@ class Conflict(GatewayError):
 class PreconditionFailed(GatewayError):
     status = 412
     code = "precondition_failed"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    code = "body_timeout"
 
 
 class TooLarge(GatewayError):

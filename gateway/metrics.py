@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import CLIENT_CLOSED_REQUEST, GatewayError, NotFound
 from gateway.metadata.base import ImageRecord
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -213,6 +213,9 @@ def middleware(metrics: Metrics) -> Any:
             return response
         except web.HTTPException as exc:
             status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED_REQUEST
             raise
         finally:
             metrics.in_progress.dec()

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.errors import GatewayError
+from gateway.errors import CLIENT_CLOSED_REQUEST, GatewayError
 from gateway.keys import REQUEST_ID, USER_ID
 
 log = logging.getLogger("gateway")
@@ -49,6 +49,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return response
     except web.HTTPException as exc:
         status = exc.status
+        raise
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the client goes away mid-request: not our failure.
+        status = CLIENT_CLOSED_REQUEST
         raise
     finally:
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"

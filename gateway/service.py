@@ -8,6 +8,7 @@ The two stores share no transaction, so every operation is ordered to keep these
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -85,7 +86,10 @@ class Upload:
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         if not self._committed and self._key is not None and not self._key_taken:
-            await self._service._discard(self.collection, self.id, self._key, record_maybe_written=self._record is not None)
+            # Shielded: a client that disconnects cancels the request, and the undo must still finish.
+            await asyncio.shield(
+                self._service._discard(self.collection, self.id, self._key, record_maybe_written=self._record is not None)
+            )
 
     @property
     def has_image(self) -> bool:

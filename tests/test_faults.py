@@ -163,12 +163,17 @@ async def test_client_gone_mid_body_leaves_nothing(client: TestClient) -> None:
     await writer.drain()
     writer.close()
     await writer.wait_closed()
-    # The server notices the closed connection on its next read; poll until it has cleaned up.
+    # The server notices the closed connection on its next read; poll until it has answered.
+    metrics = ""
     for _ in range(200):
-        if not await object_keys(service.blobs) and not await record_paths(service.meta):
+        metrics = await (await client.get("/metrics")).text()
+        if 'route="/collections/{collection}/images",status="499"' in metrics:
             break
         await asyncio.sleep(0.01)
     assert await assert_invariants(service) == ([], [])
+    # The abandoned request is the client's doing: counted as 499, never as a server error.
+    assert 'route="/collections/{collection}/images",status="499"' in metrics
+    assert 'status="500"' not in metrics
 
 
 # --- update and delete ------------------------------------------------------------------------

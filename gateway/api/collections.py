@@ -22,6 +22,7 @@ from gateway.api.common import (
     iso,
     read_json_object,
     redirect_to_object,
+    within,
     service,
 )
 from gateway.errors import Invalid, TooLarge, Unsupported
@@ -78,14 +79,14 @@ async def delete_collection(request: web.Request) -> web.Response:
     return web.json_response({"collection": name, "deleted": deleted})
 
 
-async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(_PART_CHUNK):
+async def _part_chunks(part: BodyPartReader, idle: float) -> AsyncIterator[bytes]:
+    while chunk := await within(idle, part.read_chunk(_PART_CHUNK)):
         yield chunk
 
 
-async def _field_text(part: BodyPartReader, max_bytes: int) -> str:
+async def _field_text(part: BodyPartReader, max_bytes: int, idle: float) -> str:
     data = bytearray()
-    while chunk := await part.read_chunk(16 * 1024):
+    while chunk := await within(idle, part.read_chunk(16 * 1024)):
         data += chunk
         if len(data) > max_bytes:
             raise TooLarge(f"form field {part.name!r} is larger than {max_bytes} bytes", code="field_too_large")
@@ -106,13 +107,13 @@ def _client_filename(raw: str | None) -> str | None:
         return raw
 
 
-async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
+async def _next_part(reader: MultipartReader, idle: float) -> BodyPartReader | None:
     try:
         with warnings.catch_warnings():
             # aiohttp only warns about a broken Content-Disposition (a raw CR/LF in a file name
             # ends its line) and goes on without the name; such a part is refused instead.
             warnings.simplefilter("error", BadContentDispositionHeader)
-            part = await reader.next()
+            part = await within(idle, reader.next())
     except (ValueError, AssertionError, RuntimeError, BadContentDispositionHeader) as exc:
         raise Invalid(f"the multipart body is malformed ({exc.__class__.__name__})", code="invalid_multipart") from None
     if part is not None and not isinstance(part, BodyPartReader):
@@ -133,21 +134,21 @@ async def upload_image(request: web.Request) -> web.Response:
     fields: dict[str, Any] = {}
     typed: dict[str, Any] = {}
     async with service(request).upload(collection, owner=request.get(USER_ID)) as upload:
-        while (part := await _next_part(reader)) is not None:
+        while (part := await _next_part(reader, limits.body_idle_timeout_seconds)) is not None:
             name = part.name or ""
             if name in IMAGE_FIELDS and (part.filename is not None or not upload.has_image):
-                await upload.put_image(_part_chunks(part), _client_filename(part.filename))
+                await upload.put_image(_part_chunks(part, limits.body_idle_timeout_seconds), _client_filename(part.filename))
             elif part.filename is not None:
                 raise Invalid(f"unexpected file in field {name!r}; the image goes in 'image'", code="unexpected_file")
             elif name in JSON_FIELDS:
-                value = parse_json(await _field_text(part, limits.max_properties_bytes), f"form field {name!r}")
+                value = parse_json(await _field_text(part, limits.max_properties_bytes, limits.body_idle_timeout_seconds), f"form field {name!r}")
                 if not isinstance(value, dict):
                     raise Invalid(f"form field {name!r} must hold a JSON object", code="invalid_properties")
                 typed.update(value)
             else:
                 if len(fields) >= limits.max_form_fields:
                     raise Invalid(f"at most {limits.max_form_fields} form fields", code="too_many_fields")
-                fields[name] = await _field_text(part, limits.max_properties_bytes)
+                fields[name] = await _field_text(part, limits.max_properties_bytes, limits.body_idle_timeout_seconds)
         if not upload.has_image:
             raise Invalid("the upload has no file in the field 'image'", code="missing_image")
         # Plain fields are string properties; a JSON field supplies typed ones and wins.

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
 from datetime import datetime, timezone
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from yarl import URL
 
-from gateway.errors import Invalid, TooLarge
+from gateway.errors import Invalid, RequestTimeout, TooLarge
 from gateway.keys import CONFIG, SERVICE
 from gateway.metadata.base import ImageRecord
 from gateway.service import ImageService
 from gateway.validation import parse_json
+
+T = TypeVar("T")
 
 
 def service(request: web.Request) -> ImageService:
@@ -84,12 +88,22 @@ def if_match_version(request: web.Request, image_id: str) -> int | None:
     return int(match.group(2))
 
 
+async def within(seconds: float, read: Awaitable[T]) -> T:
+    """One read of a request body, refused (408) when the client sends nothing for `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await read
+    except TimeoutError:
+        raise RequestTimeout(f"the request body stalled for {seconds:g} seconds", code="body_timeout") from None
+
+
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
     """The whole body, refusing (413) past `max_bytes` while reading, not after."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise TooLarge(f"the body is larger than {max_bytes} bytes", code="body_too_large")
+    idle = request.app[CONFIG].limits.body_idle_timeout_seconds
     body = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
+    while chunk := await within(idle, request.content.read(64 * 1024)):
         body += chunk
         if len(body) > max_bytes:
             raise TooLarge(f"the body is larger than {max_bytes} bytes", code="body_too_large")

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.api.collections import _next_part
-from gateway.api.common import service
+from gateway.api.common import service, within
 from gateway.archive import ArchiveLimits, ZipExport, ZipSource, export_collection, import_archive
 from gateway.errors import Forbidden, Invalid, TooLarge, Unsupported
 from gateway.keys import CONFIG, OWNER_SCOPE, USER_ID
@@ -68,14 +68,14 @@ async def import_dataset(request: web.Request) -> web.Response:
     with tempfile.TemporaryDirectory(prefix="gateway-import-") as folder:
         path = Path(folder) / "archive.zip"
         found = False
-        while (part := await _next_part(reader)) is not None:
+        while (part := await _next_part(reader, limits.body_idle_timeout_seconds)) is not None:
             if part.name != ARCHIVE_FIELD or found:
                 await part.release()
                 continue
             found = True
             size = 0
             with path.open("wb") as handle:
-                while chunk := await part.read_chunk(256 * 1024):
+                while chunk := await within(limits.body_idle_timeout_seconds, part.read_chunk(256 * 1024)):
                     size += len(chunk)
                     if size > limits.max_archive_bytes:
                         raise TooLarge(f"archives are at most {limits.max_archive_bytes} bytes", code="archive_too_large")

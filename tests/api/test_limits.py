@@ -75,3 +75,39 @@ async def test_multipart_without_image_and_not_multipart(limited: Any) -> None:
     assert response.status == 400
     assert (await response.json())["error"]["code"] == "missing_image"
     await nothing_stored(limited)
+
+
+async def test_stalled_body_is_408_and_leaves_nothing(aiohttp_client: Any, app_config: Config) -> None:
+    """A client that stops sending mid-upload (without closing) is answered 408 once the body
+    has been idle for `body_idle_timeout_seconds`, and the half-written object is removed."""
+    import asyncio
+    import json
+
+    from gateway.keys import SERVICE
+    from tests.faults import assert_invariants
+
+    limits = dataclasses.replace(app_config.limits, body_idle_timeout_seconds=0.3)
+    client = await aiohttp_client(create_app(dataclasses.replace(app_config, limits=limits)))
+    boundary = "stall"
+    image = noisy_jpeg((300, 300))
+    head = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    total = len(head) + len(image) + len(f"\r\n--{boundary}--\r\n")
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        (
+            f"POST /collections/stall/images HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+        ).encode()
+        + head
+        + image[: len(image) // 2]
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(65536), timeout=10)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "body_timeout"
+    assert await assert_invariants(client.server.app[SERVICE]) == ([], [])
