@@ -24,11 +24,12 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 from gateway.errors import BlobNotFound, Conflict, GatewayError, Invalid, NotFound, TooLarge, Unavailable
 from gateway.metadata.base import ImageRecord
@@ -145,10 +146,11 @@ class ZipExport:
         info.external_attr = 0o644 << 16
         if size is not None:
             info.file_size = size
-        with self._zip.open(info, "w", force_zip64=size is None) as handle:
-            async for chunk in chunks:
-                handle.write(chunk)
-                await self._drain()
+        async with aclosing(cast(AsyncGenerator[bytes, None], chunks)) as source:
+            with self._zip.open(info, "w", force_zip64=size is None) as handle:
+                async for chunk in source:
+                    handle.write(chunk)
+                    await self._drain()
         await self._drain()
 
     async def close(self) -> None:
@@ -167,9 +169,10 @@ class DirExport:
         target = self.root / safe_member_name(name)
         fd, tmp = await asyncio.to_thread(tempfile.mkstemp, dir=self.root, prefix=".export-")
         try:
-            with os.fdopen(fd, "wb") as handle:
-                async for chunk in chunks:
-                    await asyncio.to_thread(handle.write, chunk)
+            async with aclosing(cast(AsyncGenerator[bytes, None], chunks)) as source:
+                with os.fdopen(fd, "wb") as handle:
+                    async for chunk in source:
+                        await asyncio.to_thread(handle.write, chunk)
             await asyncio.to_thread(os.replace, tmp, target)
         except BaseException:
             await asyncio.to_thread(Path(tmp).unlink, missing_ok=True)
@@ -181,14 +184,22 @@ class DirExport:
 
 async def _peeked(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """`chunks`, with its first chunk read now: a missing object raises here, before the
-    member is begun in the archive."""
-    iterator = chunks.__aiter__()
-    first = await anext(iterator, b"")
+    member is begun in the archive. The source is closed however the reading ends (a client
+    that leaves cancels the export mid-member)."""
+    iterator = cast(AsyncGenerator[bytes, None], chunks.__aiter__())
+    try:
+        first = await anext(iterator, b"")
+    except BaseException:
+        await iterator.aclose()
+        raise
 
     async def rest() -> AsyncIterator[bytes]:
-        yield first
-        async for chunk in iterator:
-            yield chunk
+        try:
+            yield first
+            async for chunk in iterator:
+                yield chunk
+        finally:
+            await iterator.aclose()
 
     return rest()
 
@@ -202,21 +213,23 @@ async def export_collection(service: ImageService, collection: str, target: Expo
     exported: set[str] = set()
     missing = 0
     started = datetime.now(timezone.utc)
-    async for record in meta.records(collection):
-        try:
-            chunks = await _peeked(service.blobs.get(record.path))
-        except BlobNotFound:
-            missing += 1
-            continue
-        await target.member(member_name(record), chunks, size=record.size, time=record.time, compress=False)
-        exported.add(record.id)
-        if progress:
-            progress.advance()
+    async with aclosing(cast(AsyncGenerator[ImageRecord, None], meta.records(collection))) as records:
+        async for record in records:
+            try:
+                chunks = await _peeked(service.blobs.get(record.path))
+            except BlobNotFound:
+                missing += 1
+                continue
+            await target.member(member_name(record), chunks, size=record.size, time=record.time, compress=False)
+            exported.add(record.id)
+            if progress:
+                progress.advance()
 
     async def lines(shape: Callable[[ImageRecord], dict[str, Any]]) -> AsyncIterator[bytes]:
-        async for record in meta.records(collection):
-            if record.id in exported:
-                yield json.dumps(shape(record), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        async with aclosing(cast(AsyncGenerator[ImageRecord, None], meta.records(collection))) as records:
+            async for record in records:
+                if record.id in exported:
+                    yield json.dumps(shape(record), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
     async def array() -> AsyncIterator[bytes]:
         separator = b"[\n"
@@ -456,7 +469,13 @@ def _loads(raw: str | bytes) -> Any:
 
 
 async def _chunks(source: ImportSource, name: str) -> AsyncIterator[bytes]:
-    handle = await asyncio.to_thread(source.open, name)
+    opening = asyncio.ensure_future(asyncio.to_thread(source.open, name))
+    try:
+        handle = await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        # The thread opens the member regardless; close it once it has, or it leaks.
+        opening.add_done_callback(lambda done: done.cancelled() or done.exception() or done.result().close())
+        raise
     try:
         while chunk := await asyncio.to_thread(handle.read, _CHUNK):
             yield chunk

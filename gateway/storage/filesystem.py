@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from gateway.errors import BlobNotFound, Conflict, Invalid, Unavailable
 from gateway.signing import UrlSigner
@@ -62,10 +63,16 @@ class FilesystemBlobStore:
 
     async def get(self, key: str) -> AsyncIterator[bytes]:
         path = self.local_path(key)
+        opening = asyncio.ensure_future(asyncio.to_thread(path.open, "rb"))
         try:
-            handle = await asyncio.to_thread(path.open, "rb")
+            handle = await asyncio.shield(opening)
         except FileNotFoundError:
             raise BlobNotFound("the image's object is missing") from None
+        except asyncio.CancelledError:
+            # The thread opens the file regardless (a reader that left, a server stopping);
+            # close it once it has, or it leaks.
+            opening.add_done_callback(_close_opened)
+            raise
         with handle:
             while chunk := await asyncio.to_thread(handle.read, _CHUNK):
                 yield chunk
@@ -141,6 +148,11 @@ class FilesystemBlobStore:
         ok = await asyncio.to_thread(os.access, self.root, os.W_OK)
         if not ok:
             raise Unavailable("the object store directory is not writable", code="storage_unavailable")
+
+
+def _close_opened(opening: asyncio.Future[Any]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _flush_and_sync(handle: object) -> None:
