@@ -55,7 +55,7 @@ def report(name: str, latencies: list[float], wall: float) -> float:
 
 
 async def run(images: int, size: int, concurrency: int, minio: MinioServer, ferret: FerretDBServer) -> None:
-    side = max(16, int((size / 3) ** 0.5))
+    side = max(16, int((size / 1.25) ** 0.5))  # noise JPEGs at quality 95 take ~1.25 bytes a pixel
     payload = noisy_jpeg((side, side))
     print(f"{images} images of {len(payload)} bytes, concurrency {concurrency}")
 

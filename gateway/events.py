@@ -147,6 +147,9 @@ class SqliteEventLog:
         return None
 
 
+_APPEND_ATTEMPTS = 100
+
+
 class MongoEventLog:
     """`events` (one document per event, `_id` = sequence number) and `event_sequence` (the
     counter) in the metadata database."""
@@ -169,13 +172,28 @@ class MongoEventLog:
 
     async def append(self, kind: str, record: ImageRecord) -> int:
         from pymongo import ReturnDocument
+        from pymongo.errors import DuplicateKeyError
 
-        counter = await self._sequence.find_one_and_update(
-            {"_id": "events"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
-        )
-        seq = int(counter["seq"])
         now = datetime.now(timezone.utc)
-        await self._events.insert_one({"_id": seq, "time": now, "kind": kind, "record": record_to_data(record)})
+        draw = {"filter": {"_id": "events"}, "update": {"$inc": {"seq": 1}}, "upsert": True, "return_document": ReturnDocument.AFTER}
+        try:
+            counter = await self._sequence.find_one_and_update(**draw)
+        except DuplicateKeyError:
+            # Concurrent first appends both tried to create the counter; it exists now.
+            counter = await self._sequence.find_one_and_update(**draw)
+        seq = int(counter["seq"])
+        for attempt in range(_APPEND_ATTEMPTS):
+            try:
+                await self._events.insert_one({"_id": seq, "time": now, "kind": kind, "record": record_to_data(record)})
+                break
+            except DuplicateKeyError:
+                # FerretDB v1 runs $inc as a read then a write, so concurrent appends can draw
+                # the same number. The unique _id is the real arbiter: take the next free one.
+                if attempt == _APPEND_ATTEMPTS - 1:
+                    raise
+                newest = await self._events.find_one({}, {"_id": 1}, sort=[("_id", -1)])
+                seq = int(newest["_id"]) + 1 if newest else seq + 1
+                await self._sequence.update_one({"_id": "events"}, {"$max": {"seq": seq}})
         if seq % _TRIM_EVERY == 0:
             await self._events.delete_many({"time": {"$lt": now - self._retention}})
         return seq
