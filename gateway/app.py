@@ -14,7 +14,7 @@ from gateway.edge import edge
 from gateway import metrics
 from gateway.api import collections, datasets, events, health, objects, v1
 from gateway.config import Config
-from gateway.events import EventHub, open_event_log
+from gateway.events import EventHub, EventWriter, open_event_log
 from gateway.keys import BLOBS, CONFIG, EVENTS, METADATA, METRICS, SERVICE
 from gateway.metadata import open_metadata_store
 from gateway.middlewares import errors, request_context
@@ -33,13 +33,16 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
         app[SERVICE] = image_service = ImageService(blobs, metadata, config)
         event_log = await stack.enter_async_context(open_event_log(config))
         app[EVENTS] = hub = EventHub(event_log, config.events.poll_interval_seconds)
-        image_service.listeners += [measured.record_event, event_log.append]
-        follower = asyncio.create_task(hub.run())
+        writer = EventWriter(event_log)
+        image_service.listeners += [measured.record_event, writer.publish]
+        tasks = [asyncio.create_task(hub.run()), asyncio.create_task(writer.run())]
         try:
             yield
         finally:
-            follower.cancel()
-            await asyncio.gather(follower, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await writer.flush()
 
 
 def create_app(config: Config) -> web.Application:

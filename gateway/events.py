@@ -63,6 +63,9 @@ def record_from_data(data: dict[str, Any]) -> ImageRecord:
 
 
 class EventLog(Protocol):
+    async def append_many(self, entries: list[tuple[str, ImageRecord]]) -> None:
+        """Add events in one go, numbered in the order given."""
+
     async def append(self, kind: str, record: ImageRecord) -> int:
         """Add an event; its sequence number."""
 
@@ -127,6 +130,21 @@ class SqliteEventLog:
 
         return int(await self._run(append))
 
+    async def append_many(self, entries: list[tuple[str, ImageRecord]]) -> None:
+        def append_many() -> None:
+            assert self._db is not None
+            now = datetime.now(timezone.utc).isoformat()
+            rows = [(now, kind, json.dumps(record_to_data(record))) for kind, record in entries]
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT INTO events (time, kind, record) VALUES (?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+        await self._run(append_many)
+
     async def latest(self) -> int:
         def latest() -> int:
             assert self._db is not None
@@ -169,6 +187,32 @@ class MongoEventLog:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._client.close()
+
+    async def append_many(self, entries: list[tuple[str, ImageRecord]]) -> None:
+        from pymongo import ReturnDocument
+        from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+        # One draw of len(entries) numbers and one insert for the whole batch.
+        draw = {"filter": {"_id": "events"}, "update": {"$inc": {"seq": len(entries)}}, "upsert": True, "return_document": ReturnDocument.AFTER}
+        try:
+            counter = await self._sequence.find_one_and_update(**draw)
+        except DuplicateKeyError:
+            counter = await self._sequence.find_one_and_update(**draw)
+        first = int(counter["seq"]) - len(entries) + 1
+        now = datetime.now(timezone.utc)
+        docs = [
+            {"_id": first + offset, "time": now, "kind": kind, "record": record_to_data(record)}
+            for offset, (kind, record) in enumerate(entries)
+        ]
+        try:
+            await self._events.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            # Numbers another writer also drew (FerretDB): those events go in one by one.
+            taken = {error["index"] for error in exc.details.get("writeErrors", []) if error.get("code") == 11000}
+            if len(taken) != len(exc.details.get("writeErrors", [])):
+                raise
+            for index in sorted(taken):
+                await self.append(*entries[index])
 
     async def append(self, kind: str, record: ImageRecord) -> int:
         from pymongo import ReturnDocument
@@ -215,6 +259,45 @@ class MongoEventLog:
             async for change in stream:
                 doc = change["fullDocument"]
                 yield Event(int(doc["_id"]), doc["kind"], record_from_data(doc["record"]))
+
+
+class EventWriter:
+    """The service's listener: requests hand their events over and go on; one task per process
+    writes them in batches. A request never waits for the event log, and a burst of uploads
+    costs one sequence draw and one insert. Events still queued at shutdown are written first."""
+
+    def __init__(self, events: EventLog, *, max_pending: int = 10_000, max_batch: int = 256):
+        self._log = events
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[str, ImageRecord]] = asyncio.Queue(max_pending)
+        self.dropped = 0
+
+    async def publish(self, kind: str, record: ImageRecord) -> None:
+        try:
+            self._queue.put_nowait((kind, record))
+        except asyncio.QueueFull:
+            # The event log is far behind (or down); the images themselves are safe.
+            self.dropped += 1
+            log.warning("event log backlog full; %s of %s/%s not published", kind, record.collection, record.id)
+
+    async def run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write(batch)
+
+    async def flush(self) -> None:
+        while not self._queue.empty():
+            batch = [self._queue.get_nowait() for _ in range(min(self._max_batch, self._queue.qsize()))]
+            await self._write(batch)
+
+    async def _write(self, batch: list[tuple[str, ImageRecord]]) -> None:
+        try:
+            await self._log.append_many(batch)
+        except Exception as exc:
+            self.dropped += len(batch)
+            log.warning("event log write failed (%s); %d events not published", exc.__class__.__name__, len(batch))
 
 
 class Subscription:

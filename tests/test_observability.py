@@ -265,16 +265,22 @@ async def test_event_feed_rejects_bad_collection_names(make_client: Any) -> None
 
 @pytest.mark.embedded
 async def test_a_failing_event_log_does_not_fail_uploads(make_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    client = await make_client()
-    log = client.app[EVENTS].log
+    from gateway.events import EventWriter
 
-    async def broken(*args: Any) -> int:
+    client = await make_client()
+
+    async def broken(*args: Any) -> None:
         raise OSError("disk full")
 
-    listeners = client.app[SERVICE].listeners
-    listeners[listeners.index(log.append)] = broken
+    monkeypatch.setattr(client.app[EVENTS].log, "append_many", broken)
     doc = await upload(client, "resilient")
     assert (await client.get(f"/collections/resilient/images/{doc['id']}")).status == 200
+    writer = next(listener.__self__ for listener in client.app[SERVICE].listeners if getattr(listener, "__func__", None) is EventWriter.publish)
+    for _ in range(200):
+        if writer.dropped:
+            break
+        await asyncio.sleep(0.01)
+    assert writer.dropped == 1
 
 
 @pytest.mark.embedded
