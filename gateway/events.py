@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from gateway.config import Config
 from gateway.metadata.base import ImageRecord
+from gateway.sqlitedb import connect
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,7 @@ class SqliteEventLog:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")
+        db = connect(self._path)
         db.execute(
             "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL,"
             " kind TEXT NOT NULL, record TEXT NOT NULL)"

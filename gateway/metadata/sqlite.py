@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
+from gateway.sqlitedb import connect
 from gateway.validation import OWNER_FIELD, Condition, ListQuery
 
 T = TypeVar("T")
@@ -184,12 +185,8 @@ class SqliteMetadataStore:
             raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
 
     def _open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        db = connect(self._path)
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
         db.execute("PRAGMA foreign_keys=ON")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
