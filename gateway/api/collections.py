@@ -109,15 +109,23 @@ def _client_filename(raw: str | None) -> str | None:
 
 async def _next_part(reader: MultipartReader, idle: float) -> BodyPartReader | None:
     try:
-        with warnings.catch_warnings():
-            # aiohttp only warns about a broken Content-Disposition (a raw CR/LF in a file name
-            # ends its line) and goes on without the name; such a part is refused instead.
-            warnings.simplefilter("error", BadContentDispositionHeader)
-            part = await within(idle, reader.next())
+        part = await within(idle, reader.next())
     except (ValueError, AssertionError, RuntimeError, BadContentDispositionHeader) as exc:
+        # (The warning arrives as an exception where warnings are errors, as in the tests.)
         raise Invalid(f"the multipart body is malformed ({exc.__class__.__name__})", code="invalid_multipart") from None
-    if part is not None and not isinstance(part, BodyPartReader):
+    if part is None:
+        return None
+    if not isinstance(part, BodyPartReader):
         raise Invalid("nested multipart bodies are not supported", code="invalid_multipart")
+    # aiohttp only warns about a broken Content-Disposition (a raw CR/LF in a file name ends its
+    # line) and goes on without the name; such a part is refused instead. The names are parsed
+    # (and cached) here, synchronously, so the warning filter never spans an await.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BadContentDispositionHeader)
+        try:
+            part.name, part.filename  # noqa: B018 - parsed for their warnings
+        except BadContentDispositionHeader:
+            raise Invalid("the multipart body is malformed (BadContentDispositionHeader)", code="invalid_multipart") from None
     return part
 
 
