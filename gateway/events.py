@@ -18,11 +18,9 @@ import asyncio
 import dataclasses
 import json
 import logging
-import sqlite3
 import time
 import weakref
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -31,7 +29,7 @@ from typing import Any, Protocol
 
 from gateway.config import Config
 from gateway.metadata.base import ImageRecord
-from gateway.sqlitedb import connect
+from gateway.sqlitedb import OnItsThread, connect
 
 log = logging.getLogger(__name__)
 
@@ -80,26 +78,15 @@ class EventLog(Protocol):
         """A push feed of new events, or None when the database offers none."""
 
 
-class SqliteEventLog:
+class SqliteEventLog(OnItsThread):
     """The event table in its own SQLite file next to the metadata database; processes sharing
     the data directory share it (WAL lets readers poll while one writer appends)."""
 
+    _thread_name = "events"
+
     def __init__(self, path: Path, retention: timedelta):
-        self._path = path
+        super().__init__(path)
         self._retention = retention
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
-        self._db: sqlite3.Connection | None = None
-
-    async def __aenter__(self) -> SqliteEventLog:
-        await self._run(self._open)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._run(self._close)
-        self._executor.shutdown(wait=True)
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _open(self) -> None:
         db = connect(self._path)
@@ -108,11 +95,6 @@ class SqliteEventLog:
             " kind TEXT NOT NULL, record TEXT NOT NULL)"
         )
         self._db = db
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
 
     async def append(self, kind: str, record: ImageRecord) -> int:
         def append() -> int:

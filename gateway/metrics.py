@@ -17,7 +17,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from gateway.errors import CLIENT_CLOSED_REQUEST, GatewayError, NotFound
+from gateway.errors import GatewayError, NotFound
+from gateway.outcome import Outcome
 from gateway.metadata.base import ImageRecord
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -197,31 +198,24 @@ def middleware(metrics: Metrics) -> Any:
     @web.middleware
     async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        status = 500
         metrics.in_progress.inc()
         metrics.active += 1
         if request.content_length:
             metrics.bytes_received.inc(request.content_length)
+        outcome = Outcome()
         try:
-            response = await handler(request)
-            status = response.status
+            response = await outcome.run(handler, request)
             # aiohttp sends the body after the middlewares return, within this request's own
             # task; its length (a FileResponse's too) is final when that task ends.
             task = asyncio.current_task()
             if task is not None:
                 task.add_done_callback(lambda _: metrics.bytes_served.inc(response.body_length))
             return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_CLOSED_REQUEST
-            raise
         finally:
             metrics.in_progress.dec()
             metrics.active -= 1
             route = route_template(request)
-            metrics.requests.labels(request.method, route, str(status)).inc()
+            metrics.requests.labels(request.method, route, str(outcome.status)).inc()
             metrics.request_seconds.labels(request.method, route).observe(time.perf_counter() - started)
 
     return record

@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.errors import CLIENT_CLOSED_REQUEST, GatewayError
+from gateway.errors import GatewayError
 from gateway.keys import REQUEST_ID, USER_ID
+from gateway.outcome import Outcome
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
@@ -40,21 +41,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
-    status = 500
-    response: web.StreamResponse | None = None
+    outcome = Outcome()
     try:
-        response = await handler(request)
-        status = response.status
+        response = await outcome.run(handler, request)
         response.headers["X-Request-ID"] = request_id
         return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        # aiohttp cancels the handler when the client goes away mid-request: not our failure.
-        status = CLIENT_CLOSED_REQUEST
-        raise
     finally:
+        status, response = outcome.status, outcome.response
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
         fields = {"method": request.method, "route": route, "status": status, "request_id": request_id}
         task = asyncio.current_task()

@@ -3,9 +3,15 @@ processes at once: workers of `--workers` and replicas sharing a data directory.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Self, TypeVar
+
+T = TypeVar("T")
 
 _WAL_SWITCH_SECONDS = 10.0
 
@@ -28,3 +34,35 @@ def connect(path: Path) -> sqlite3.Connection:
             time.sleep(0.02)
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+class OnItsThread:
+    """One SQLite connection, used only from one dedicated thread, so the event loop never
+    blocks and the connection is never shared between threads. Subclasses open it in `_open`
+    (run on that thread, setting `_db`) and run their statements through `_run`."""
+
+    _thread_name = "sqlite"
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._thread_name)
+        self._db: sqlite3.Connection | None = None
+
+    async def __aenter__(self) -> Self:
+        await self._run(self._open)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.keys import SERVICE
 from gateway.service import ImageService
-from tests.faults import Faulty, assert_invariants, install, object_keys, record_paths
+from tests.faults import Faulty, assert_invariants, install, object_keys
 from tests.helpers import png
 
 

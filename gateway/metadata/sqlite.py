@@ -6,19 +6,16 @@ The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[n]` takes versio
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
-from gateway.sqlitedb import connect
+from gateway.sqlitedb import OnItsThread, connect
 from gateway.validation import OWNER_FIELD, Condition, ListQuery
 
 T = TypeVar("T")
@@ -162,25 +159,12 @@ def _where(collection: str, conditions: tuple[Condition, ...], params: list[Any]
     return " AND ".join(clauses)
 
 
-class SqliteMetadataStore:
+class SqliteMetadataStore(OnItsThread):
     name = "sqlite"
-
-    def __init__(self, path: Path):
-        self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        self._db: sqlite3.Connection | None = None
-
-    async def __aenter__(self) -> SqliteMetadataStore:
-        await self._run(self._open)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._run(self._close)
-        self._executor.shutdown(wait=True)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await super()._run(fn, *args)
         except sqlite3.Error as exc:
             raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
 
@@ -203,11 +187,6 @@ class SqliteMetadataStore:
             db.execute(f"PRAGMA user_version = {number + 1}")
             db.execute("COMMIT")
         self._db = db
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
 
     @property
     def db(self) -> sqlite3.Connection:
