@@ -36,6 +36,10 @@ browser:
 	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; fi
 
+# Unused imports and names, undefined names: the checks that find real mistakes, not style.
+lint: $(VENV)/.installed-test
+	$(BIN)/python -m pyflakes gateway tests benchmarks
+
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run.py
 
