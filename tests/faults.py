@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator
 from typing import Any
@@ -84,3 +85,25 @@ async def assert_invariants(service: ImageService) -> tuple[list[str], list[str]
     missing = sorted(set(paths) - set(keys))
     assert not missing, f"records without objects: {missing}"
     return paths, keys
+
+
+async def send_half_an_upload(host: str, port: int, path: str, image: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a connection and send a multipart upload that announces all of `image` but carries
+    only its first half: the client then either goes away or stalls, as the test decides."""
+    boundary = "halfway"
+    head = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.bin\"\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    total = len(head) + len(image) + len(f"\r\n--{boundary}--\r\n")
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+        ).encode()
+        + head
+        + image[: len(image) // 2]
+    )
+    await writer.drain()
+    return reader, writer

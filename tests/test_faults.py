@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.keys import SERVICE
 from gateway.service import ImageService
-from tests.faults import Faulty, assert_invariants, install, object_keys
-from tests.helpers import png
+from tests.faults import Faulty, assert_invariants, install, object_keys, send_half_an_upload
+from tests.helpers import noisy_jpeg, png
 
 
 def service_of(client: TestClient) -> ImageService:
@@ -144,23 +144,7 @@ async def test_invalid_properties_after_image_leave_nothing(client: TestClient) 
 
 async def test_client_gone_mid_body_leaves_nothing(client: TestClient) -> None:
     service = service_of(client)
-    boundary = "xyzzy"
-    image = png((400, 400))
-    head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
-        "Content-Type: image/png\r\n\r\n"
-    ).encode()
-    total = len(head) + len(image) + len(f"\r\n--{boundary}--\r\n")
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    writer.write(
-        (
-            f"POST /collections/gone/images HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
-            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
-        ).encode()
-        + head
-        + image[: len(image) // 2]
-    )
-    await writer.drain()
+    _, writer = await send_half_an_upload(client.server.host, client.server.port, "/collections/gone/images", noisy_jpeg((300, 300)))
     writer.close()
     await writer.wait_closed()
     # The server notices the closed connection on its next read; poll until it has answered.

@@ -84,27 +84,11 @@ async def test_stalled_body_is_408_and_leaves_nothing(aiohttp_client: Any, app_c
     import json
 
     from gateway.keys import SERVICE
-    from tests.faults import assert_invariants
+    from tests.faults import assert_invariants, send_half_an_upload
 
     limits = dataclasses.replace(app_config.limits, body_idle_timeout_seconds=0.3)
     client = await aiohttp_client(create_app(dataclasses.replace(app_config, limits=limits)))
-    boundary = "stall"
-    image = noisy_jpeg((300, 300))
-    head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode()
-    total = len(head) + len(image) + len(f"\r\n--{boundary}--\r\n")
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    writer.write(
-        (
-            f"POST /collections/stall/images HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
-            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
-        ).encode()
-        + head
-        + image[: len(image) // 2]
-    )
-    await writer.drain()
+    reader, writer = await send_half_an_upload(client.server.host, client.server.port, "/collections/stall/images", noisy_jpeg((300, 300)))
     answer = await asyncio.wait_for(reader.read(65536), timeout=10)
     writer.close()
     status_line, _, rest = answer.partition(b"\r\n")
