@@ -8,11 +8,11 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from gateway import openapi
+from gateway.api import openapi
 from gateway.auth.middleware import auth_context, authenticate
 from gateway.edge import edge
 from gateway import metrics
-from gateway.api import collections, datasets, events, health, objects, v1
+from gateway.api import collections, datasets, feeds, health, signed_downloads, v1
 from gateway.config import Config
 from gateway.events import EventHub, EventWriter, open_event_log
 from gateway.keys import BLOBS, CONFIG, EVENTS, METADATA, METRICS, SERVICE
@@ -52,10 +52,10 @@ def create_app(config: Config) -> web.Application:
     # Outermost, so it times and counts the whole answer as the client gets it.
     app[METRICS] = measured = metrics.Metrics()
     app.middlewares.insert(0, metrics.middleware(measured))
-    app.on_shutdown.append(events.close_sockets)
+    app.on_shutdown.append(feeds.close_sockets)
     app.router.add_get("/metrics", metrics.exposition)
     app.add_routes(health.routes())
-    app.add_routes(events.routes())
+    app.add_routes(feeds.routes())
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(auth_context)
     app.add_routes(collections.routes())
@@ -63,5 +63,5 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(datasets.routes())
     app.add_routes(openapi.routes())
     if config.storage.backend == "filesystem":
-        app.add_routes(objects.routes())
+        app.add_routes(signed_downloads.routes())
     return app

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from gateway.errors import ConfigError
-from gateway.validation import COLLECTION_RE
+from gateway.names import COLLECTION_RE
 
 MiB = 1024 * 1024
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from gateway.config import Config
 from gateway.metadata.base import ImageRecord
-from gateway.sqlitedb import OnItsThread, connect
+from gateway.metadata.sqlite_thread import OnItsThread, connect
 
 log = logging.getLogger(__name__)
 

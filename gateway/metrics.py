@@ -147,7 +147,7 @@ async def drain(app: web.Application, runner: web.AppRunner, timeout: float) -> 
     aiohttp's own graceful shutdown stops reading from open connections at once, so a request
     whose body is still arriving could never complete; closing only the listeners first lets it.
     """
-    from gateway.api.events import close_sockets
+    from gateway.api.feeds import close_sockets
 
     for site in list(runner.sites):
         await site.stop()

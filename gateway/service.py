@@ -25,8 +25,9 @@ from gateway.errors import Conflict, GatewayError, NotFound, PreconditionFailed,
 from gateway.images import ImageInspector
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
 from gateway.storage.base import BlobStore, collection_prefix, object_key
-from gateway.validation import ListQuery, merge_patch
-from gateway.validation import properties as valid_properties
+from gateway.metadata.query import ListQuery
+from gateway.properties import merge_patch
+from gateway.properties import validate_properties as valid_properties
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
 
-from gateway import openapi
+from gateway.api import openapi
 from gateway.app import create_app
 from tests.auth.conftest import API_KEYS, WRITER_KEY
 from tests.conftest import app_overrides, make_config

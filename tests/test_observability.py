@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.app import create_app
 from gateway.errors import Unavailable
 from gateway.keys import BLOBS, EVENTS, METADATA, SERVICE
-from gateway.logs import JsonFormatter, configure
+from gateway.cli.logs import JsonFormatter, configure
 from tests.api.test_collections import upload
 from tests.helpers import png
 

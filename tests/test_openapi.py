@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway import openapi
+from gateway.api import openapi
 from gateway.app import create_app
 from tests.conftest import make_config, s3_overrides
 

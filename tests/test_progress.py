@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from gateway.progress import Progress
+from gateway.datasets.progress import Progress
 
 
 class Terminal(io.StringIO):

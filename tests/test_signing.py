@@ -10,9 +10,9 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-import gateway.signing
+import gateway.storage.signing
 from gateway.errors import Forbidden, GatewayError
-from gateway.signing import UrlSigner, load_or_create_secret
+from gateway.storage.signing import UrlSigner, load_or_create_secret
 
 KEY = b"k" * 32
 NOW = 1_700_000_000.0
@@ -136,7 +136,7 @@ def test_failed_write_leaves_no_key_file_behind(tmp_path: Path, monkeypatch: pyt
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patched:
-        patched.setattr(gateway.signing.os, "fsync", no_space)
+        patched.setattr(gateway.storage.signing.os, "fsync", no_space)
         with pytest.raises(OSError):
             load_or_create_secret(path)
     assert list(tmp_path.iterdir()) == []
@@ -152,6 +152,6 @@ def test_another_worker_creating_the_key_first_wins(tmp_path: Path, monkeypatch:
         Path(dst).write_text(theirs)  # the other worker got there between our read and our link
         link(src, dst)
 
-    monkeypatch.setattr(gateway.signing.os, "link", racing_link)
+    monkeypatch.setattr(gateway.storage.signing.os, "link", racing_link)
     assert load_or_create_secret(path) == bytes.fromhex(theirs)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".signing_key"]

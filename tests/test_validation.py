@@ -14,20 +14,10 @@ from multidict import MultiDict
 
 from gateway.errors import Invalid, NotFound
 from gateway.service import sanitize_filename
-from gateway.validation import (
-    DEFAULT_LIMIT,
-    MAX_PROPERTY_DEPTH,
-    Condition,
-    Cursor,
-    collection_name,
-    decode_cursor,
-    encode_cursor,
-    image_id,
-    list_query,
-    merge_patch,
-    parse_filter,
-    properties,
-)
+from gateway.api.params import decode_cursor, encode_cursor, list_query, parse_filter
+from gateway.metadata.query import Condition, Cursor, DEFAULT_LIMIT
+from gateway.names import collection_name, image_id
+from gateway.properties import MAX_PROPERTY_DEPTH, merge_patch, validate_properties as properties
 
 # --- collection names ----------------------------------------------------------------------------
 

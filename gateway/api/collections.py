@@ -27,7 +27,9 @@ from gateway.api.common import (
 )
 from gateway.errors import Invalid, TooLarge, Unsupported
 from gateway.keys import BLOBS, CONFIG, METADATA, OWNER_SCOPE, USER_ID
-from gateway.validation import Cursor, collection_name, encode_cursor, image_id, list_query, no_query, owned_by, parse_json
+from gateway.api.params import encode_cursor, list_query, no_query, parse_json
+from gateway.metadata.query import Cursor, owned_by
+from gateway.names import collection_name, image_id
 
 IMAGE_FIELDS = ("image", "file")
 JSON_FIELDS = ("json", "json_properties", "properties_json")

@@ -17,7 +17,7 @@ from gateway.errors import Invalid, RequestTimeout, TooLarge
 from gateway.keys import CONFIG, SERVICE
 from gateway.metadata.base import ImageRecord
 from gateway.service import ImageService
-from gateway.validation import parse_json
+from gateway.api.params import parse_json
 
 T = TypeVar("T")
 

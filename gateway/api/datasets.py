@@ -11,10 +11,14 @@ from aiohttp import web
 
 from gateway.api.collections import _next_part
 from gateway.api.common import service, within
-from gateway.archive import ArchiveLimits, ZipExport, ZipSource, export_collection, import_archive
+from gateway.datasets import ArchiveLimits
+from gateway.datasets.export import ZipExport, export_collection
+from gateway.datasets.importer import import_archive
+from gateway.datasets.sources import ZipSource
 from gateway.errors import Forbidden, Invalid, TooLarge, Unsupported
 from gateway.keys import CONFIG, OWNER_SCOPE, USER_ID
-from gateway.validation import collection_name, no_query
+from gateway.api.params import no_query
+from gateway.names import collection_name
 
 log = logging.getLogger(__name__)
 

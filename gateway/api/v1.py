@@ -8,7 +8,9 @@ from aiohttp import web
 from gateway.api.common import absolute, decode_base64, document, read_json_object, redirect_to_object, service
 from gateway.errors import Invalid
 from gateway.keys import CONFIG, OWNER_SCOPE, USER_ID
-from gateway.validation import ListQuery, image_id, list_query, no_query, owned_by
+from gateway.api.params import list_query, no_query
+from gateway.metadata.query import ListQuery, owned_by
+from gateway.names import image_id
 
 _UPLOAD_FIELDS = {"data", "filename", "properties"}
 

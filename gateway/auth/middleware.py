@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway import metrics, openapi
+from gateway import metrics
+from gateway.api import openapi
 from gateway.auth.identity import CHALLENGE
 from gateway.auth.policy import Authenticator, Principal
 from gateway.errors import Forbidden, NotFound, Unauthorized
 from gateway.keys import AUTH, CONFIG, METADATA, METRICS, OWNER_SCOPE, USER_ID
 from gateway.middlewares import Handler
-from gateway.validation import COLLECTION_RE, IMAGE_ID_RE
+from gateway.names import COLLECTION_RE, IMAGE_ID_RE
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

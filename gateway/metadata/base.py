@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
-from gateway.validation import Condition, ListQuery
+from gateway.metadata.query import Condition, ListQuery
 
 
 def utcnow() -> datetime:

@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
-from gateway.validation import OWNER_FIELD, Condition, ListQuery
+from gateway.metadata.query import Condition, ListQuery, OWNER_FIELD
 
 _FIELDS = (
     "collection", "id", "image", "time", "updated_at", "content_type", "format", "width", "height",

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
-from gateway.sqlitedb import OnItsThread, connect
-from gateway.validation import OWNER_FIELD, Condition, ListQuery
+from gateway.metadata.sqlite_thread import OnItsThread, connect
+from gateway.metadata.query import Condition, ListQuery, OWNER_FIELD
 
 T = TypeVar("T")
 

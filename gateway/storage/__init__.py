@@ -18,7 +18,7 @@ async def open_blob_store(config: Config) -> AsyncIterator[BlobStore]:
         async with S3BlobStore.open(config.storage.s3) as store:
             yield store
         return
-    from gateway.signing import UrlSigner, load_or_create_secret
+    from gateway.storage.signing import UrlSigner, load_or_create_secret
     from gateway.storage.filesystem import FilesystemBlobStore
 
     secret = config.storage.signing_secret

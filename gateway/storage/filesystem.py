@@ -2,7 +2,7 @@
 
 Writes are atomic (a temp file in the same file system, fsync, rename, fsync of the directory),
 so a crash leaves the old state or the new one, never half a file. Blocking file I/O runs in
-threads. Downloads go through a gateway route signed with HMAC (`gateway.signing`), which
+threads. Downloads go through a gateway route signed with HMAC (`gateway.storage.signing`), which
 serves the file with Range, ETag and caching headers.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import BlobNotFound, Conflict, Invalid, Unavailable
-from gateway.signing import UrlSigner
+from gateway.storage.signing import UrlSigner
 from gateway.storage.base import BlobInfo
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from gateway.api.common import decode_base64, if_match_version
 from gateway.errors import Invalid
-from gateway.validation import parse_json
+from gateway.api.params import parse_json
 from tests.helpers import make_image
 
 DATA = random.Random(5).randbytes(1000)

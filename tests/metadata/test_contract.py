@@ -18,7 +18,8 @@ import pytest
 from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import ImageRecord, MetadataStore
 from gateway.storage.base import object_key
-from gateway.validation import Cursor, ListQuery, parse_filter
+from gateway.api.params import parse_filter
+from gateway.metadata.query import Cursor, ListQuery
 
 BASE = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bson import ObjectId
 
 from gateway.metadata.base import ImageRecord, MetadataStore, utcnow
-from gateway.validation import Condition, ListQuery, owned_by
+from gateway.metadata.query import Condition, ListQuery, owned_by
 
 
 def record(collection: str, owner: str | None, properties: dict[str, object] | None = None) -> ImageRecord:

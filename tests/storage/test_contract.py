@@ -14,7 +14,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.errors import BlobNotFound, Conflict, Forbidden, Invalid
-from gateway.signing import UrlSigner
+from gateway.storage.signing import UrlSigner
 from gateway.storage.base import BlobStore, object_key
 from gateway.storage.filesystem import DOWNLOAD_ROUTE, FilesystemBlobStore
 from tests.conftest import make_config
@@ -248,7 +248,7 @@ async def test_presigned_url_is_tamper_proof(
             blob_store.verify("PUT", split.path, query)
         later = float(query["expires"]) + 1
         with monkeypatch.context() as patch:
-            patch.setattr("gateway.signing.time.time", lambda: later)
+            patch.setattr("gateway.storage.signing.time.time", lambda: later)
             with pytest.raises(Forbidden) as expired:
                 blob_store.verify("GET", split.path, query)
         assert expired.value.code == "link_expired"

@@ -16,15 +16,18 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from gateway.archive import ArchiveLimits, DirExport, DirSource, ZipExport, ZipSource, export_collection, import_archive
+from gateway.datasets import ArchiveLimits
+from gateway.datasets.export import DirExport, ZipExport, export_collection
+from gateway.datasets.importer import import_archive
+from gateway.datasets.sources import DirSource, ZipSource
 from gateway.config import Config
 from gateway.errors import GatewayError, Invalid
 from gateway.metadata import open_metadata_store
-from gateway.progress import Progress
+from gateway.datasets.progress import Progress
 from gateway.reconcile import DEFAULT_GRACE, OrderError, Reconciler
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
-from gateway.validation import collection_name
+from gateway.names import collection_name
 
 
 def _collection(raw: str) -> str:

@@ -1,8 +1,8 @@
-"""Validation of everything that enters from a request: names, ids, properties, list queries.
+"""Parsing of HTTP query parameters and bodies into validated values and `ListQuery`s.
 
 Values leave this module either rejected with `Invalid`/`NotFound`, or in a shape the backends can
 use without further checks: no key that starts with `$` or holds a `.` or NUL ever reaches a
-database, and no name can step outside its key prefix.
+database.
 """
 
 from __future__ import annotations
@@ -11,100 +11,21 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from gateway.errors import Invalid, NotFound
+from gateway.metadata.query import DEFAULT_LIMIT, Condition, Cursor, ListQuery
+from gateway.names import image_id
+from gateway.properties import check_key, check_value
 
-COLLECTION_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
-IMAGE_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
-MAX_PROPERTY_KEY_LENGTH = 256
-MAX_PROPERTY_DEPTH = 16
 MAX_LIMIT = 1000
-DEFAULT_LIMIT = 50
 MAX_SKIP = 10_000_000
 
 COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 OPERATORS = (*COMPARISONS, "$in", "$nin", "$exists")
 MAX_IN_VALUES = 100
 MAX_FILTER_FIELDS = 32
-
-
-def collection_name(raw: str) -> str:
-    if COLLECTION_RE.fullmatch(raw) is None or ".." in raw:
-        raise Invalid(
-            "collection names are 1-63 characters of a-z, 0-9, '.', '_' and '-', start with a letter "
-            "or digit, and do not contain '..'",
-            code="invalid_collection",
-        )
-    return raw
-
-
-def image_id(raw: str) -> str:
-    # A malformed id names no image: 404, as for an unknown one.
-    if IMAGE_ID_RE.fullmatch(raw) is None:
-        raise NotFound("no image with that id", code="image_not_found")
-    return raw.lower()
-
-
-def _check_key(key: Any, where: str) -> None:
-    if not isinstance(key, str) or not key:
-        raise Invalid(f"{where}: property keys must be non-empty strings", code="invalid_property_key")
-    if key.startswith("$") or "." in key or "\x00" in key:
-        raise Invalid(
-            f"{where}: property keys may not start with '$' or contain '.' or NUL",
-            code="invalid_property_key",
-        )
-    if len(key) > MAX_PROPERTY_KEY_LENGTH:
-        raise Invalid(f"{where}: property keys are at most {MAX_PROPERTY_KEY_LENGTH} characters", code="invalid_property_key")
-
-
-def _check_value(value: Any, where: str, depth: int) -> None:
-    if depth > MAX_PROPERTY_DEPTH:
-        raise Invalid(f"properties nest at most {MAX_PROPERTY_DEPTH} levels deep", code="invalid_properties")
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _check_key(key, where)
-            _check_value(inner, f"{where}.{key}", depth + 1)
-    elif isinstance(value, list):
-        for inner in value:
-            _check_value(inner, where, depth + 1)
-    elif isinstance(value, str):
-        if "\x00" in value:
-            raise Invalid(f"{where}: strings may not contain NUL", code="invalid_properties")
-    elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise Invalid(f"{where}: numbers must be finite", code="invalid_properties")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        # MongoDB and SQLite store 64-bit integers; larger ones would fail in the backend.
-        if not -(2**63) <= value < 2**63:
-            raise Invalid(f"{where}: integers must fit in 64 bits", code="invalid_properties")
-    elif not (value is None or isinstance(value, bool)):
-        raise Invalid(f"{where}: unsupported value", code="invalid_properties")
-
-
-def properties(value: Any, *, max_bytes: int) -> dict[str, Any]:
-    """A property document: a JSON object whose keys, at any depth, are safe for MongoDB."""
-    if not isinstance(value, dict):
-        raise Invalid("properties must be a JSON object", code="invalid_properties")
-    _check_value(value, "properties", 0)
-    if len(json.dumps(value, separators=(",", ":"))) > max_bytes:
-        raise Invalid(f"properties are at most {max_bytes} bytes of JSON", code="properties_too_large")
-    return value
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON Merge Patch."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def parse_json(raw: bytes | str, what: str) -> Any:
@@ -134,50 +55,11 @@ def parse_time(raw: Any, where: str) -> datetime:
         raise Invalid(f"{where}: time out of range", code="invalid_filter") from None
 
 
-# --- list queries -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One comparison of a field. `field` is "time" or a property key; `value` is already
-    validated (a datetime for time, a JSON scalar for properties, a list for $in/$nin)."""
-
-    field: str
-    op: str
-    value: Any
-
-
-# The field of the condition on the record's owner; no property key can start with `$`.
-OWNER_FIELD = "$owner"
-
-
-def owned_by(query: ListQuery, owner: str | None) -> ListQuery:
-    """The query limited to one owner's records; unchanged for None."""
-    if owner is None:
-        return query
-    return replace(query, conditions=(*query.conditions, Condition(OWNER_FIELD, "$eq", owner)))
-
-
-@dataclass(frozen=True)
-class Cursor:
-    time: datetime
-    id: str
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    conditions: tuple[Condition, ...] = ()
-    limit: int = DEFAULT_LIMIT
-    skip: int = 0
-    descending: bool = True
-    after: Cursor | None = None
-
-
 def _scalar(value: Any, where: str, code: str = "invalid_filter") -> Any:
     if isinstance(value, (dict, list)):
         raise Invalid(f"{where}: filter values are strings, numbers, booleans or null", code=code)
     try:
-        _check_value(value, where, 0)
+        check_value(value, where, 0)
     except Invalid as exc:
         raise Invalid(exc.message, code=code) from None
     return value
@@ -211,7 +93,7 @@ def parse_filter(raw: str) -> tuple[Condition, ...]:
     for field, spec in document.items():
         if field != "time":
             try:
-                _check_key(field, "filter")
+                check_key(field, "filter")
             except Invalid as exc:
                 raise Invalid(exc.message, code="invalid_filter") from None
         if isinstance(spec, dict):
@@ -257,7 +139,7 @@ def list_query(params: Any, *, extra: tuple[str, ...] = ()) -> ListQuery:
         if name.startswith("property."):
             key = name[len("property.") :]
             try:
-                _check_key(key, "property")
+                check_key(key, "property")
             except Invalid as exc:
                 raise Invalid(exc.message, code="invalid_parameter") from None
         elif name not in allowed:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import __version__, maintenance
-from gateway import logs, metrics, workers
+from gateway import __version__
+from gateway.cli import maintenance
+from gateway import metrics
+from gateway.cli import logs, workers
 from gateway.app import create_app
 from gateway.config import Config, load_config
 from gateway.edge import HTTP_PARSER_LIMITS

@@ -23,8 +23,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from tests.conftest import APP_BACKENDS, app_overrides, make_config
-from tests.edge.requests import Body, Part, image_form, multipart, send
-from tests.edge.state import SEEDED_COLLECTION, SEEDED_PROPERTIES, stored_state
+from tests.bad_input.requests import Body, Part, image_form, multipart, send
+from tests.bad_input.state import SEEDED_COLLECTION, SEEDED_PROPERTIES, stored_state
 from tests.helpers import jpeg, make_image, noisy_jpeg, png, png_header_claiming
 
 MAX_UPLOAD = 64 * 1024

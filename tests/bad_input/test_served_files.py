@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.keys import CONFIG
 from tests.api.test_collections import fetch_object
-from tests.edge.requests import Body, image_form, send
+from tests.bad_input.requests import Body, image_form, send
 from tests.helpers import png
 
 HTML = b"<html><script>alert(document.cookie)</script></html>"

@@ -19,7 +19,8 @@ from gateway.api.common import document
 from gateway.errors import Forbidden
 from gateway.events import Event, EventHub
 from gateway.keys import AUTH, EVENTS, OWNER_SCOPE
-from gateway.validation import collection_name, no_query
+from gateway.api.params import no_query
+from gateway.names import collection_name
 
 
 def _message(request: web.Request, event: Event) -> dict[str, object]:
