@@ -8,25 +8,30 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from gateway.api import openapi
 from gateway.auth.middleware import auth_context, authenticate
 from gateway.edge import edge
 from gateway import metrics
-from gateway.api import collections, datasets, feeds, health, signed_downloads, v1
+from gateway.api import feeds
+from gateway.api.routes import setup_routes
 from gateway.config import Config
 from gateway.events import EventHub, EventWriter, open_event_log
-from gateway.keys import BLOBS, CONFIG, EVENTS, METADATA, METRICS, SERVICE
+from gateway.keys import BLOBS, CONFIG, EVENTS, LOCAL_FILES, METADATA, METRICS, SERVICE
 from gateway.metadata import open_metadata_store
 from gateway.middlewares import errors, request_context
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
+from gateway.storage.base import LocalFiles
 
 
 async def _backends(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     async with AsyncExitStack() as stack:
         measured = app[METRICS]
-        blobs = metrics.instrument(await stack.enter_async_context(open_blob_store(config)), measured, "object_store")
+        store = await stack.enter_async_context(open_blob_store(config))
+        if isinstance(store, LocalFiles):
+            # Its files are served by the gateway's signed-download route.
+            app[LOCAL_FILES] = store
+        blobs = metrics.instrument(store, measured, "object_store")
         metadata = metrics.instrument(await stack.enter_async_context(open_metadata_store(config)), measured, "database")
         app[BLOBS] = blobs
         app[METADATA] = metadata
@@ -53,15 +58,7 @@ def create_app(config: Config) -> web.Application:
     app[METRICS] = measured = metrics.Metrics()
     app.middlewares.insert(0, metrics.middleware(measured))
     app.on_shutdown.append(feeds.close_sockets)
-    app.router.add_get("/metrics", metrics.exposition)
-    app.add_routes(health.routes())
-    app.add_routes(feeds.routes())
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(auth_context)
-    app.add_routes(collections.routes())
-    app.add_routes(v1.routes())
-    app.add_routes(datasets.routes())
-    app.add_routes(openapi.routes())
-    if config.storage.backend == "filesystem":
-        app.add_routes(signed_downloads.routes())
+    setup_routes(app, config)
     return app

@@ -10,7 +10,7 @@ from gateway.events import EventHub
 from gateway.metadata.base import MetadataStore
 from gateway.metrics import Metrics
 from gateway.service import ImageService
-from gateway.storage.base import BlobStore
+from gateway.storage.base import BlobStore, LocalFiles
 
 CONFIG = web.AppKey("config", Config)
 BLOBS = web.AppKey("blobs", BlobStore)
@@ -19,6 +19,8 @@ SERVICE = web.AppKey("service", ImageService)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
 EVENTS = web.AppKey("events", EventHub)
+# Set only when the object store keeps its objects as local files (the filesystem backend).
+LOCAL_FILES = web.AppKey("local_files", LocalFiles)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # The authenticated caller's id, recorded as the image's `owner`.

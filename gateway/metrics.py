@@ -101,12 +101,6 @@ class Instrumented:
     def wrapped(self) -> Any:
         return self._inner
 
-    # isinstance() consults __class__, so code that checks for a backend class (the filesystem
-    # download route) still recognises the wrapped store.
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        return type(self._inner)
-
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._inner, name)
         if name not in self._operations or not callable(attribute):

@@ -25,6 +25,7 @@ from gateway.api.common import (
     within,
     service,
 )
+from gateway.api.openapi import IF_MATCH, LIST_PARAMS, REDIRECT, image_ok, json_answer, operation, ref
 from gateway.errors import Invalid, TooLarge, Unsupported
 from gateway.keys import BLOBS, CONFIG, METADATA, OWNER_SCOPE, USER_ID
 from gateway.api.params import encode_cursor, list_query, no_query, parse_json
@@ -34,8 +35,28 @@ from gateway.names import collection_name, image_id
 IMAGE_FIELDS = ("image", "file")
 JSON_FIELDS = ("json", "json_properties", "properties_json")
 _PART_CHUNK = 256 * 1024
+TAG = "collections"
+
+_MULTIPART = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {
+                    "image": {"type": "string", "contentMediaType": "application/octet-stream", "description": "the image (JPEG, PNG, GIF, WebP, ...)"},
+                    "json": {"type": "string", "description": "a JSON object of typed properties"},
+                },
+                "additionalProperties": {"type": "string", "description": "a string property"},
+            }
+        }
+    },
+}
+_PROPERTIES_BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
+@operation("Service name, version and limits", tag="service", ok={"200": json_answer("service information", {"type": "object"})}, public=True)
 async def app_info(request: web.Request) -> web.Response:
     no_query(request.query)
     config = request.app[CONFIG]
@@ -55,11 +76,13 @@ async def app_info(request: web.Request) -> web.Response:
     )
 
 
+@operation("List collection names", tag=TAG, ok={"200": json_answer("names", {"type": "array", "items": {"type": "string"}})}, errors=(503,))
 async def list_collections(request: web.Request) -> web.Response:
     no_query(request.query)
     return web.json_response(await service(request).collections())
 
 
+@operation("Collection statistics", tag=TAG, ok={"200": json_answer("counts", {"type": "object"})}, errors=(404, 503))
 async def get_collection(request: web.Request) -> web.Response:
     no_query(request.query)
     stats = await service(request).collection_stats(collection_name(request.match_info["collection"]))
@@ -74,6 +97,7 @@ async def get_collection(request: web.Request) -> web.Response:
     )
 
 
+@operation("Delete a collection with its images", tag=TAG, ok={"200": json_answer("what was deleted", {"type": "object"})}, errors=(404, 409, 503))
 async def delete_collection(request: web.Request) -> web.Response:
     no_query(request.query)
     name = collection_name(request.match_info["collection"])
@@ -131,6 +155,7 @@ async def _next_part(reader: MultipartReader, idle: float) -> BodyPartReader | N
     return part
 
 
+@operation("Upload an image (multipart)", tag=TAG, ok=image_ok("the stored image"), errors=(409, 413, 415, 503), body=_MULTIPART)
 async def upload_image(request: web.Request) -> web.Response:
     no_query(request.query)
     collection = collection_name(request.match_info["collection"])
@@ -166,6 +191,10 @@ async def upload_image(request: web.Request) -> web.Response:
     return web.json_response(document(request, record), headers={"ETag": etag(record)})
 
 
+@operation(
+    "List images, newest first", tag=TAG, ok={"200": json_answer("one page of images", {"type": "array", "items": ref("Image")})},
+    errors=(404, 503), parameters=LIST_PARAMS,
+)
 async def list_images(request: web.Request) -> web.Response:
     collection = collection_name(request.match_info["collection"])
     query = owned_by(list_query(request.query), request.get(OWNER_SCOPE))
@@ -186,6 +215,7 @@ def _target(request: web.Request) -> tuple[str, str]:
     return collection_name(request.match_info["collection"]), image_id(request.match_info["image_id"])
 
 
+@operation("One image's document", tag=TAG, ok=image_ok(), errors=(404, 503))
 async def get_image(request: web.Request) -> web.Response:
     no_query(request.query)
     record = await service(request).get(*_target(request))
@@ -201,15 +231,18 @@ async def _update_properties(request: web.Request, method: str) -> web.Response:
     return web.json_response(document(request, record), headers={"ETag": etag(record)})
 
 
+@operation("Replace the properties", tag=TAG, ok=image_ok(), errors=(404, 409, 412, 413, 503), parameters=(IF_MATCH,), body=_PROPERTIES_BODY)
 async def replace_properties(request: web.Request) -> web.Response:
     return await _update_properties(request, "replace_properties")
 
 
+@operation("Merge-patch the properties (RFC 7386)", tag=TAG, ok=image_ok(), errors=(404, 409, 412, 413, 503), parameters=(IF_MATCH,), body=_PROPERTIES_BODY)
 async def patch_properties(request: web.Request) -> web.Response:
     """JSON Merge Patch (RFC 7386) of the properties."""
     return await _update_properties(request, "patch_properties")
 
 
+@operation("Delete an image", tag=TAG, ok={"200": json_answer("the deleted image's id", {"type": "object"})}, errors=(404, 503))
 async def delete_image(request: web.Request) -> web.Response:
     no_query(request.query)
     collection, ident = _target(request)
@@ -217,30 +250,7 @@ async def delete_image(request: web.Request) -> web.Response:
     return web.json_response({"collection": collection, "id": ident, "deleted": True})
 
 
+@operation("Download (redirect)", tag=TAG, ok=REDIRECT, errors=(404, 503))
 async def download(request: web.Request) -> web.Response:
     no_query(request.query)
     return await redirect_to_object(request, *_target(request))
-
-
-def routes() -> list[web.RouteDef]:
-    table = [
-        web.get("/", app_info),
-        web.get("/collections", list_collections),
-        web.get("/collections/{collection}", get_collection),
-        web.delete("/collections/{collection}", delete_collection),
-    ]
-    # The original service answered under /images, /documents and /items alike.
-    for noun in ("images", "documents", "items"):
-        base = f"/collections/{{collection}}/{noun}"
-        table += [
-            web.get(base, list_images),
-            web.post(base, upload_image),
-            web.get(base + "/{image_id}", get_image),
-            web.get(base + "/{image_id}/info", get_image),
-            web.put(base + "/{image_id}", replace_properties),
-            web.patch(base + "/{image_id}", patch_properties),
-            web.delete(base + "/{image_id}", delete_image),
-            web.get(base + "/{image_id}/image", download),
-            web.get(base + "/{image_id}/file", download),
-        ]
-    return table

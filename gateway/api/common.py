@@ -45,8 +45,8 @@ def absolute(request: web.Request, path: str, query: dict[str, str] | None = Non
     return str(url.with_query(query) if query else url)
 
 
-def image_route(record: ImageRecord) -> str:
-    return f"/collections/{record.collection}/images/{record.id}/image"
+def image_route(request: web.Request, record: ImageRecord) -> str:
+    return str(request.app.router["images.download"].url_for(collection=record.collection, image_id=record.id))
 
 
 def document(request: web.Request, record: ImageRecord) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def document(request: web.Request, record: ImageRecord) -> dict[str, Any]:
         "properties": record.properties,
         "updated_at": iso(record.updated_at),
         "path": record.path,
-        "url": absolute(request, image_route(record)),
+        "url": absolute(request, image_route(request, record)),
     }
     if record.owner is not None:
         doc["owner"] = record.owner

@@ -15,6 +15,7 @@ from gateway.datasets import ArchiveLimits
 from gateway.datasets.export import ZipExport, export_collection
 from gateway.datasets.importer import import_archive
 from gateway.datasets.sources import ZipSource
+from gateway.api.openapi import json_answer, operation
 from gateway.errors import Forbidden, Invalid, TooLarge, Unsupported
 from gateway.keys import CONFIG, OWNER_SCOPE, USER_ID
 from gateway.api.params import no_query
@@ -24,8 +25,28 @@ log = logging.getLogger(__name__)
 
 ARCHIVE_FIELD = "archive"
 _IMPORT_CONCURRENCY = 4
+TAG = "datasets"
+_ARCHIVE = {"description": "a zip streamed as it is made", "content": {"application/zip": {"schema": {"type": "string", "contentMediaType": "application/zip"}}}}
+_IMPORT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [ARCHIVE_FIELD],
+                "properties": {ARCHIVE_FIELD: {"type": "string", "contentMediaType": "application/zip", "description": "our export, or the original service's (images + mongodb_data.json)"}},
+            }
+        }
+    },
+}
+_ENTRY = {"type": "object", "properties": {"id": {"type": "string"}, "member": {"type": "string"}, "status": {"enum": ["skipped", "rejected"]}, "reason": {"type": "string"}}}
+_SUMMARY = {
+    "type": "object",
+    "properties": {"collection": {"type": "string"}, "imported": {"type": "integer"}, "skipped": {"type": "integer"}, "rejected": {"type": "integer"}, "entries": {"type": "array", "items": _ENTRY}},
+}
 
 
+@operation("Export the images, metadata.jsonl and mongodb_data.json as a zip", tag=TAG, ok={"200": _ARCHIVE}, errors=(404, 503))
 async def export_dataset(request: web.Request) -> web.StreamResponse:
     no_query(request.query)
     collection = collection_name(request.match_info["collection"])
@@ -56,6 +77,10 @@ async def export_dataset(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@operation(
+    "Import a dataset zip; ids and times are kept, re-imports skip", tag=TAG,
+    ok={"200": json_answer("what was imported, skipped and rejected, with reasons", _SUMMARY)}, errors=(409, 413, 415, 503), body=_IMPORT_BODY,
+)
 async def import_dataset(request: web.Request) -> web.Response:
     no_query(request.query)
     collection = collection_name(request.match_info["collection"])
@@ -95,10 +120,3 @@ async def import_dataset(request: web.Request) -> web.Response:
         finally:
             source.close()
     return web.json_response({"collection": collection, **summary.as_dict()})
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.get("/collections/{collection}/export", export_dataset),
-        web.post("/collections/{collection}/import", import_dataset),
-    ]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import WSCloseCode, web
 
 from gateway.api.common import document
+from gateway.api.openapi import operation
 from gateway.errors import Forbidden
 from gateway.events import Event, EventHub
 from gateway.keys import AUTH, EVENTS, OWNER_SCOPE
@@ -61,9 +62,22 @@ async def _pump(request: web.Request, hub: EventHub, ws: web.WebSocketResponse, 
         hub.unsubscribe(subscription)
 
 
-async def events(request: web.Request) -> web.WebSocketResponse:
+_FEED = {"101": {"description": "WebSocket: JSON messages `subscribed`, then `upload`, `update`, `delete` with `seq`, `collection`, `id`, `document`"}}
+
+
+@operation("Live events of every collection (WebSocket)", tag="operations", ok=_FEED)
+async def all_events(request: web.Request) -> web.WebSocketResponse:
     no_query(request.query)
-    collection = collection_name(request.match_info["collection"]) if "collection" in request.match_info else None
+    return await _feed(request, None)
+
+
+@operation("Live events of one collection (WebSocket)", tag="operations", ok=_FEED)
+async def collection_events(request: web.Request) -> web.WebSocketResponse:
+    no_query(request.query)
+    return await _feed(request, collection_name(request.match_info["collection"]))
+
+
+async def _feed(request: web.Request, collection: str | None) -> web.WebSocketResponse:
     hub = request.app[EVENTS]
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
@@ -82,7 +96,3 @@ async def close_sockets(app: web.Application) -> None:
     """On shutdown: long-lived sockets would otherwise hold graceful shutdown to its timeout."""
     sockets = list(app[EVENTS].sockets)
     await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets))
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.get("/events", events), web.get("/collections/{collection}/events", events)]

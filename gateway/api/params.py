@@ -21,6 +21,7 @@ from gateway.properties import check_key, check_value
 
 MAX_LIMIT = 1000
 MAX_SKIP = 10_000_000
+SORT_ORDERS = ("-time", "time")
 
 COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 OPERATORS = (*COMPARISONS, "$in", "$nin", "$exists")
@@ -159,7 +160,7 @@ def list_query(params: Any, *, extra: tuple[str, ...] = ()) -> ListQuery:
     skip_raw = params.get("skip", params.get("offset"))
     skip = _integer(skip_raw, "skip", 0, MAX_SKIP) if skip_raw is not None else 0
     sort = params.get("sort", "-time")
-    if sort not in ("time", "-time"):
+    if sort not in SORT_ORDERS:
         raise Invalid("sort must be 'time' or '-time'", code="invalid_parameter")
     descending = sort == "-time"
     if "filter" in params:

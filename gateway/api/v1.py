@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.common import absolute, decode_base64, document, read_json_object, redirect_to_object, service
+from gateway.api.openapi import OFFSET_PARAMS, REDIRECT, image_ok, json_answer, operation, ref
 from gateway.errors import Invalid
 from gateway.keys import CONFIG, OWNER_SCOPE, USER_ID
 from gateway.api.params import list_query, no_query
@@ -13,12 +14,31 @@ from gateway.metadata.query import ListQuery, owned_by
 from gateway.names import image_id
 
 _UPLOAD_FIELDS = {"data", "filename", "properties"}
+TAG = "v1"
+_PAGE = {
+    "type": "object",
+    "properties": {"kind": {"type": "string"}, "next": {"type": ["string", "null"]}, "previous": {"type": ["string", "null"]}, "data": {"type": "array", "items": ref("Image")}},
+}
+_UPLOAD = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["data"],
+                "additionalProperties": False,
+                "properties": {"data": {"type": "string", "description": "base64 or a data: URL"}, "filename": {"type": "string"}, "properties": {"type": "object"}},
+            }
+        }
+    },
+}
 
 
 def _collection(request: web.Request) -> str:
     return request.app[CONFIG].default_collection
 
 
+@operation("Upload an image (base64 JSON)", tag=TAG, ok={"201": json_answer("the stored image", ref("Image"))}, errors=(409, 413, 415, 503), body=_UPLOAD)
 async def create_image(request: web.Request) -> web.Response:
     no_query(request.query)
     limits = request.app[CONFIG].limits
@@ -38,6 +58,7 @@ async def create_image(request: web.Request) -> web.Response:
     return web.json_response(document(request, record), status=201)
 
 
+@operation("List images (offset pages)", tag=TAG, ok={"200": json_answer("one page", _PAGE)}, errors=(503,), parameters=OFFSET_PARAMS)
 async def list_images(request: web.Request) -> web.Response:
     no_query(request.query, allowed=("offset", "limit"))
     parsed = list_query(request.query)
@@ -58,12 +79,14 @@ async def list_images(request: web.Request) -> web.Response:
     )
 
 
+@operation("One image's document", tag=TAG, ok=image_ok(), errors=(404, 503))
 async def get_image(request: web.Request) -> web.Response:
     no_query(request.query)
     record = await service(request).get(_collection(request), image_id(request.match_info["image_id"]))
     return web.json_response(document(request, record))
 
 
+@operation("Delete an image", tag=TAG, ok={"200": json_answer("the deleted id", {"type": "object"})}, errors=(404, 503))
 async def delete_image(request: web.Request) -> web.Response:
     no_query(request.query)
     ident = image_id(request.match_info["image_id"])
@@ -71,16 +94,7 @@ async def delete_image(request: web.Request) -> web.Response:
     return web.json_response({"image_id": ident})
 
 
+@operation("Download (redirect)", tag=TAG, ok=REDIRECT, errors=(404, 503))
 async def download(request: web.Request) -> web.Response:
     no_query(request.query)
     return await redirect_to_object(request, _collection(request), image_id(request.match_info["image_id"]))
-
-
-def routes() -> list[web.RouteDef]:
-    table: list[web.RouteDef] = []
-    for base in ("/v1/images", "/v1/images/"):
-        table += [web.get(base, list_images), web.post(base, create_image)]
-    for base in ("/v1/images/{image_id}", "/v1/images/{image_id}/"):
-        table += [web.get(base, get_image), web.delete(base, delete_image)]
-    table += [web.get("/v1/images/{image_id}/image", download), web.get("/v1/images/{image_id}/image/", download)]
-    return table

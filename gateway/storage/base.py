@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote
 
@@ -73,6 +74,18 @@ class BlobStore(Protocol):
 
     async def ping(self) -> None:
         """Raise `Unavailable` unless the store answers."""
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """A store whose objects are files on this host (the filesystem backend), served by the
+    gateway's own signed-download route: what a presigned URL is to S3, a signed link is here."""
+
+    def verify(self, method: str, path: str, query: dict[str, str]) -> None:
+        """Raise `Forbidden` unless `query` carries a good, unexpired signature of method and path."""
+
+    def local_path(self, key: str) -> Path:
+        """The file that holds `key`; `Invalid` for a malformed key or one outside the store."""
 
 
 def content_disposition(filename: str, disposition: str = "inline") -> str:

@@ -1,0 +1,73 @@
+"""Every route the gateway serves, once, each with a name (links are built with `url_for`).
+
+A handler routed on several paths is documented at its first route, and lists the others as
+aliases (see `gateway.api.openapi`); so each alias below follows its main route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gateway import metrics
+from gateway.api import collections, datasets, docs, feeds, health, openapi, signed_downloads, v1
+from gateway.config import Config
+from gateway.storage.filesystem import DOWNLOAD_ROUTE
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The original service answered under /images, /documents and /items alike; the first is the main one.
+IMAGE_NOUNS = ("images", "documents", "items")
+
+
+def _add(app: web.Application, path: str, name: str, **methods: Handler) -> None:
+    """One named resource with a handler per method (`get` also answers HEAD)."""
+    resource = app.router.add_resource(path, name=name)
+    for method, handler in methods.items():
+        if method == "get":
+            resource.add_route("HEAD", handler)  # as `add_get` does
+        resource.add_route(method.upper(), handler)
+
+
+def setup_routes(app: web.Application, config: Config) -> None:
+    def add(path: str, name: str, **methods: Handler) -> None:
+        _add(app, path, name, **methods)
+
+    # The service, its description and operations.
+    add("/", "service", get=collections.app_info)
+    add("/openapi.json", "openapi", get=openapi.openapi_json)
+    add("/docs", "docs", get=docs.docs)
+    add("/docs/{file}", "docs_file", get=docs.docs_file)
+    add("/health", "health", get=health.health)
+    add("/ready", "ready", get=health.ready)
+    add("/metrics", "metrics", get=health.METRICS(metrics.exposition))
+    add("/events", "events", get=feeds.all_events)
+
+    # Seed 001: collections of images.
+    add("/collections", "collections", get=collections.list_collections)
+    add("/collections/{collection}", "collection", get=collections.get_collection, delete=collections.delete_collection)
+    add("/collections/{collection}/events", "collection_events", get=feeds.collection_events)
+    add("/collections/{collection}/export", "export_dataset", get=datasets.export_dataset)
+    add("/collections/{collection}/import", "import_dataset", post=datasets.import_dataset)
+    for noun in IMAGE_NOUNS:
+        base = f"/collections/{{collection}}/{noun}"
+        add(base, f"{noun}", get=collections.list_images, post=collections.upload_image)
+        add(
+            base + "/{image_id}", f"{noun}.image", get=collections.get_image, put=collections.replace_properties,
+            patch=collections.patch_properties, delete=collections.delete_image,
+        )  # fmt: skip
+        add(base + "/{image_id}/info", f"{noun}.info", get=collections.get_image)
+        add(base + "/{image_id}/image", f"{noun}.download", get=collections.download)
+        add(base + "/{image_id}/file", f"{noun}.file", get=collections.download)
+
+    # Seed 000: /v1/images over the default collection; each with and without a trailing slash.
+    for slash in ("", "/"):
+        suffix = ".slash" if slash else ""
+        add("/v1/images" + slash, "v1.images" + suffix, get=v1.list_images, post=v1.create_image)
+        add("/v1/images/{image_id}" + slash, "v1.image" + suffix, get=v1.get_image, delete=v1.delete_image)
+    for slash in ("", "/"):
+        add("/v1/images/{image_id}/image" + slash, "v1.download" + (".slash" if slash else ""), get=v1.download)
+
+    if config.storage.backend == "filesystem":
+        # The store's files are served here, through the LOCAL_FILES it supplies.
+        add(DOWNLOAD_ROUTE + "{key:.+}", "signed_download", get=signed_downloads.serve_object)
