@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.auth.policy import Authenticator
+from gateway.auth.policy import Authenticator, Principal
 from gateway.config import Config
 from gateway.events import EventHub
 from gateway.metadata.base import MetadataStore
 from gateway.metrics import Metrics
-from gateway.service import ImageService
+from gateway.service import ImageService, Scope
 from gateway.storage.base import BlobStore, LocalFiles
 
 CONFIG = web.AppKey("config", Config)
@@ -23,7 +23,9 @@ EVENTS = web.AppKey("events", EventHub)
 LOCAL_FILES = web.AppKey("local_files", LocalFiles)
 
 REQUEST_ID = web.RequestKey("request_id", str)
+# The authenticated caller (set by the auth middleware when credentials were presented).
+PRINCIPAL = web.RequestKey("principal", Principal)
 # The authenticated caller's id, recorded as the image's `owner`.
 USER_ID = web.RequestKey("user_id", str)
-# Set when each user reaches only their own images (auth.scope: user): listings show only theirs.
-OWNER_SCOPE = web.RequestKey("owner_scope", str)
+# Whose images the caller reaches; the service's reads and writes take it. Absent: everyone's.
+SCOPE = web.RequestKey("scope", Scope)

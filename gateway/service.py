@@ -4,6 +4,10 @@ The two stores share no transaction, so every operation is ordered to keep these
 - an acknowledged upload has its object and its record, and the object hashes to `sha256`;
 - a visible record has its object (objects are written before records, deleted after them);
 - a failed request leaves nothing, or an object without a record, which `reconcile` removes.
+
+It also owns the owner scope (`auth.scope: user`): reads and writes take the caller's `Scope`,
+and refuse (`Forbidden`) another user's image, or a whole-collection operation, to a caller held
+to their own images.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from typing import Any
 from bson import ObjectId
 
 from gateway.config import Config
-from gateway.errors import Conflict, GatewayError, NotFound, PreconditionFailed, TooLarge
+from gateway.errors import Conflict, Forbidden, GatewayError, NotFound, PreconditionFailed, TooLarge
 from gateway.images import ImageInspector
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
 from gateway.storage.base import BlobStore, collection_prefix, object_key
-from gateway.metadata.query import ListQuery
+from gateway.metadata.query import ListQuery, owned_by
 from gateway.properties import merge_patch
 from gateway.properties import validate_properties as valid_properties
 
@@ -52,6 +56,30 @@ def sanitize_filename(raw: str | None, fallback: str) -> str:
         stem, dot, extension = name.rpartition(".")
         name = stem[: 254 - len(extension)] + dot + extension if dot and len(extension) <= 16 else name[:255]
     return name or fallback
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose images a caller reaches: everyone's (`owner` None: auth off, `auth.scope: all`,
+    services, public reads), or only the images `owner` uploaded."""
+
+    owner: str | None = None
+
+    def check(self, record: ImageRecord) -> ImageRecord:
+        if self.owner is not None and record.owner != self.owner:
+            raise Forbidden("this image belongs to another user", code="not_owner")
+        return record
+
+    def query(self, query: ListQuery) -> ListQuery:
+        return owned_by(query, self.owner)
+
+    def whole_collection(self, what: str) -> None:
+        """Refuse an operation on every user's images (a drop, an export) to one user."""
+        if self.owner is not None:
+            raise Forbidden(f"{what} a whole collection needs a service key", code="not_owner")
+
+
+EVERYONE = Scope()
 
 
 @dataclass(frozen=True)
@@ -222,25 +250,30 @@ class ImageService:
         except GatewayError:
             log.warning("upload %s/%s: object %s left for reconcile", collection, image_id, key)
 
-    async def get(self, collection: str, image_id: str) -> ImageRecord:
-        return await self.meta.get(collection, image_id)
+    async def get(self, collection: str, image_id: str, *, scope: Scope = EVERYONE) -> ImageRecord:
+        return scope.check(await self.meta.get(collection, image_id))
 
-    async def find(self, collection: str, query: ListQuery, *, with_total: bool) -> Page:
+    async def find(self, collection: str, query: ListQuery, *, with_total: bool, scope: Scope = EVERYONE) -> Page:
+        query = scope.query(query)
         probe = ListQuery(query.conditions, query.limit + 1, query.skip, query.descending, query.after)
         records = await self.meta.find(collection, probe)
         total = await self.meta.count(collection, query.conditions) if with_total else None
         return Page(records[: query.limit], len(records) > query.limit, total)
 
-    async def replace_properties(self, collection: str, image_id: str, properties: dict[str, Any], *, if_version: int | None = None) -> ImageRecord:
-        return await self._update(collection, image_id, lambda _current: properties, if_version)
+    async def replace_properties(
+        self, collection: str, image_id: str, properties: dict[str, Any], *, if_version: int | None = None, scope: Scope = EVERYONE
+    ) -> ImageRecord:
+        return await self._update(collection, image_id, lambda _current: properties, if_version, scope)
 
-    async def patch_properties(self, collection: str, image_id: str, patch: dict[str, Any], *, if_version: int | None = None) -> ImageRecord:
-        return await self._update(collection, image_id, lambda current: merge_patch(current, patch), if_version)
+    async def patch_properties(
+        self, collection: str, image_id: str, patch: dict[str, Any], *, if_version: int | None = None, scope: Scope = EVERYONE
+    ) -> ImageRecord:
+        return await self._update(collection, image_id, lambda current: merge_patch(current, patch), if_version, scope)
 
-    async def _update(self, collection: str, image_id: str, change: Any, if_version: int | None) -> ImageRecord:
+    async def _update(self, collection: str, image_id: str, change: Any, if_version: int | None, scope: Scope) -> ImageRecord:
         limit = self.config.limits.max_properties_bytes
         for _ in range(_UPDATE_ATTEMPTS):
-            current = await self.meta.get(collection, image_id)
+            current = scope.check(await self.meta.get(collection, image_id))
             if if_version is not None and current.version != if_version:
                 raise PreconditionFailed("the image changed since that version", code="version_mismatch")
             updated = current.with_properties(valid_properties(change(current.properties), max_bytes=limit), utcnow())
@@ -250,7 +283,10 @@ class ImageService:
                 return stored
         raise Conflict("the image is being updated concurrently; try again", code="update_conflict")
 
-    async def delete(self, collection: str, image_id: str) -> ImageRecord:
+    async def delete(self, collection: str, image_id: str, *, scope: Scope = EVERYONE) -> ImageRecord:
+        if scope.owner is not None:
+            # An image's owner never changes, so the check cannot go stale before the delete.
+            scope.check(await self.meta.get(collection, image_id))
         record = await self.meta.delete(collection, image_id)
         try:
             await self.blobs.delete(record.path)
@@ -260,8 +296,8 @@ class ImageService:
         await self.notify("delete", record)
         return record
 
-    async def download_url(self, collection: str, image_id: str) -> str:
-        record = await self.meta.get(collection, image_id)
+    async def download_url(self, collection: str, image_id: str, *, scope: Scope = EVERYONE) -> str:
+        record = scope.check(await self.meta.get(collection, image_id))
         return await self.blobs.presign(
             record.path, ttl=self.config.storage.presign_ttl_seconds, content_type=record.content_type, filename=record.image
         )
@@ -272,10 +308,11 @@ class ImageService:
     async def collection_stats(self, collection: str) -> CollectionStats:
         return await self.meta.collection_stats(collection)
 
-    async def drop_collection(self, collection: str) -> dict[str, int]:
+    async def drop_collection(self, collection: str, *, scope: Scope = EVERYONE) -> dict[str, int]:
         """Records first, then objects under the collection's prefix, then the registry entry.
         The collection is marked first, so uploads into it are refused and a drop that stops
         half way resumes on the next call."""
+        scope.whole_collection("deleting")
         if not await self.meta.begin_drop(collection):
             raise NotFound("no collection with that name", code="collection_not_found")
         records = await self.meta.delete_records(collection)

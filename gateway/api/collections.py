@@ -5,13 +5,10 @@ Handlers parse and validate, call the service, and shape the answer; nothing her
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, MultipartReader, web
-from aiohttp.multipart import BadContentDispositionHeader
+from aiohttp import BodyPartReader, web
 
 from gateway import __version__
 from gateway.api.common import (
@@ -20,21 +17,24 @@ from gateway.api.common import (
     etag,
     if_match_version,
     iso,
+    multipart,
+    next_part,
+    part_chunks,
     read_json_object,
     redirect_to_object,
-    within,
+    scope,
     service,
+    within,
 )
 from gateway.api.openapi import IF_MATCH, LIST_PARAMS, REDIRECT, image_ok, json_answer, operation, ref
 from gateway.errors import Invalid, TooLarge, Unsupported
-from gateway.keys import BLOBS, CONFIG, METADATA, OWNER_SCOPE, USER_ID
+from gateway.keys import BLOBS, CONFIG, METADATA, USER_ID
 from gateway.api.params import encode_cursor, list_query, no_query, parse_json
-from gateway.metadata.query import Cursor, owned_by
+from gateway.metadata.query import Cursor
 from gateway.names import collection_name, image_id
 
 IMAGE_FIELDS = ("image", "file")
 JSON_FIELDS = ("json", "json_properties", "properties_json")
-_PART_CHUNK = 256 * 1024
 TAG = "collections"
 
 _MULTIPART = {
@@ -101,13 +101,8 @@ async def get_collection(request: web.Request) -> web.Response:
 async def delete_collection(request: web.Request) -> web.Response:
     no_query(request.query)
     name = collection_name(request.match_info["collection"])
-    deleted = await service(request).drop_collection(name)
+    deleted = await service(request).drop_collection(name, scope=scope(request))
     return web.json_response({"collection": name, "deleted": deleted})
-
-
-async def _part_chunks(part: BodyPartReader, idle: float) -> AsyncIterator[bytes]:
-    while chunk := await within(idle, part.read_chunk(_PART_CHUNK)):
-        yield chunk
 
 
 async def _field_text(part: BodyPartReader, max_bytes: int, idle: float) -> str:
@@ -133,28 +128,6 @@ def _client_filename(raw: str | None) -> str | None:
         return raw
 
 
-async def _next_part(reader: MultipartReader, idle: float) -> BodyPartReader | None:
-    try:
-        part = await within(idle, reader.next())
-    except (ValueError, AssertionError, RuntimeError, BadContentDispositionHeader) as exc:
-        # (The warning arrives as an exception where warnings are errors, as in the tests.)
-        raise Invalid(f"the multipart body is malformed ({exc.__class__.__name__})", code="invalid_multipart") from None
-    if part is None:
-        return None
-    if not isinstance(part, BodyPartReader):
-        raise Invalid("nested multipart bodies are not supported", code="invalid_multipart")
-    # aiohttp only warns about a broken Content-Disposition (a raw CR/LF in a file name ends its
-    # line) and goes on without the name; such a part is refused instead. The names are parsed
-    # (and cached) here, synchronously, so the warning filter never spans an await.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", BadContentDispositionHeader)
-        try:
-            part.name, part.filename  # noqa: B018 - parsed for their warnings
-        except BadContentDispositionHeader:
-            raise Invalid("the multipart body is malformed (BadContentDispositionHeader)", code="invalid_multipart") from None
-    return part
-
-
 @operation("Upload an image (multipart)", tag=TAG, ok=image_ok("the stored image"), errors=(409, 413, 415, 503), body=_MULTIPART)
 async def upload_image(request: web.Request) -> web.Response:
     no_query(request.query)
@@ -162,17 +135,14 @@ async def upload_image(request: web.Request) -> web.Response:
     if request.content_type != "multipart/form-data":
         raise Unsupported("uploads are multipart/form-data with the file in the field 'image'", code="expected_multipart")
     limits = request.app[CONFIG].limits
-    try:
-        reader = await request.multipart()
-    except ValueError:  # no boundary in the Content-Type
-        raise Invalid("the multipart body has no boundary", code="invalid_multipart") from None
+    reader = await multipart(request)
     fields: dict[str, Any] = {}
     typed: dict[str, Any] = {}
     async with service(request).upload(collection, owner=request.get(USER_ID)) as upload:
-        while (part := await _next_part(reader, limits.body_idle_timeout_seconds)) is not None:
+        while (part := await next_part(reader, limits.body_idle_timeout_seconds)) is not None:
             name = part.name or ""
             if name in IMAGE_FIELDS and (part.filename is not None or not upload.has_image):
-                await upload.put_image(_part_chunks(part, limits.body_idle_timeout_seconds), _client_filename(part.filename))
+                await upload.put_image(part_chunks(part, limits.body_idle_timeout_seconds), _client_filename(part.filename))
             elif part.filename is not None:
                 raise Invalid(f"unexpected file in field {name!r}; the image goes in 'image'", code="unexpected_file")
             elif name in JSON_FIELDS:
@@ -197,9 +167,10 @@ async def upload_image(request: web.Request) -> web.Response:
 )
 async def list_images(request: web.Request) -> web.Response:
     collection = collection_name(request.match_info["collection"])
-    query = owned_by(list_query(request.query), request.get(OWNER_SCOPE))
-    # Counting is cheap on the (collection) index alone; with conditions it is a scan.
-    page = await service(request).find(collection, query, with_total=not query.conditions)
+    query = list_query(request.query)
+    caller = scope(request)
+    # Counting is cheap on the (collection) index alone; with conditions (an owner's too) it is a scan.
+    page = await service(request).find(collection, query, with_total=not query.conditions and caller.owner is None, scope=caller)
     headers = {}
     if page.total is not None:
         headers["X-Total-Count"] = str(page.total)
@@ -218,35 +189,34 @@ def _target(request: web.Request) -> tuple[str, str]:
 @operation("One image's document", tag=TAG, ok=image_ok(), errors=(404, 503))
 async def get_image(request: web.Request) -> web.Response:
     no_query(request.query)
-    record = await service(request).get(*_target(request))
+    record = await service(request).get(*_target(request), scope=scope(request))
     return web.json_response(document(request, record), headers={"ETag": etag(record)})
 
 
-async def _update_properties(request: web.Request, method: str) -> web.Response:
+async def _update_properties(request: web.Request, update: Any) -> web.Response:
     no_query(request.query)
     collection, ident = _target(request)
     body = await read_json_object(request, request.app[CONFIG].limits.max_properties_bytes, "the body")
-    update = getattr(service(request), method)
-    record = await update(collection, ident, body, if_version=if_match_version(request, ident))
+    record = await update(collection, ident, body, if_version=if_match_version(request, ident), scope=scope(request))
     return web.json_response(document(request, record), headers={"ETag": etag(record)})
 
 
 @operation("Replace the properties", tag=TAG, ok=image_ok(), errors=(404, 409, 412, 413, 503), parameters=(IF_MATCH,), body=_PROPERTIES_BODY)
 async def replace_properties(request: web.Request) -> web.Response:
-    return await _update_properties(request, "replace_properties")
+    return await _update_properties(request, service(request).replace_properties)
 
 
 @operation("Merge-patch the properties (RFC 7386)", tag=TAG, ok=image_ok(), errors=(404, 409, 412, 413, 503), parameters=(IF_MATCH,), body=_PROPERTIES_BODY)
 async def patch_properties(request: web.Request) -> web.Response:
     """JSON Merge Patch (RFC 7386) of the properties."""
-    return await _update_properties(request, "patch_properties")
+    return await _update_properties(request, service(request).patch_properties)
 
 
 @operation("Delete an image", tag=TAG, ok={"200": json_answer("the deleted image's id", {"type": "object"})}, errors=(404, 503))
 async def delete_image(request: web.Request) -> web.Response:
     no_query(request.query)
     collection, ident = _target(request)
-    await service(request).delete(collection, ident)
+    await service(request).delete(collection, ident, scope=scope(request))
     return web.json_response({"collection": collection, "id": ident, "deleted": True})
 
 

@@ -1,4 +1,5 @@
-"""Shapes shared by both seed APIs: the image document, absolute URLs, bounded body reading."""
+"""Shapes shared by both seed APIs: the image document, absolute URLs, bounded body and
+multipart reading, the caller's scope."""
 
 from __future__ import annotations
 
@@ -6,24 +7,32 @@ import asyncio
 import base64
 import binascii
 import re
+import warnings
+from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime, timezone
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.multipart import BadContentDispositionHeader
 from yarl import URL
 
 from gateway.errors import Invalid, RequestTimeout, TooLarge
-from gateway.keys import CONFIG, SERVICE
+from gateway.keys import CONFIG, SCOPE, SERVICE
 from gateway.metadata.base import ImageRecord
-from gateway.service import ImageService
+from gateway.service import EVERYONE, ImageService, Scope
 from gateway.api.params import parse_json
 
 T = TypeVar("T")
+_PART_CHUNK = 256 * 1024
 
 
 def service(request: web.Request) -> ImageService:
     return request.app[SERVICE]
+
+
+def scope(request: web.Request) -> Scope:
+    """Whose images this caller reaches (set by the auth middleware; everyone's without it)."""
+    return request.get(SCOPE, EVERYONE)
 
 
 def iso(value: datetime) -> str:
@@ -110,6 +119,41 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     return bytes(body)
 
 
+async def multipart(request: web.Request) -> MultipartReader:
+    try:
+        return await request.multipart()
+    except ValueError:  # no boundary in the Content-Type
+        raise Invalid("the multipart body has no boundary", code="invalid_multipart") from None
+
+
+async def next_part(reader: MultipartReader, idle: float) -> BodyPartReader | None:
+    """The next part of a multipart body, or None at its end; `Invalid` for a malformed one."""
+    try:
+        part = await within(idle, reader.next())
+    except (ValueError, AssertionError, RuntimeError, BadContentDispositionHeader) as exc:
+        # (The warning arrives as an exception where warnings are errors, as in the tests.)
+        raise Invalid(f"the multipart body is malformed ({exc.__class__.__name__})", code="invalid_multipart") from None
+    if part is None:
+        return None
+    if not isinstance(part, BodyPartReader):
+        raise Invalid("nested multipart bodies are not supported", code="invalid_multipart")
+    # aiohttp only warns about a broken Content-Disposition (a raw CR/LF in a file name ends its
+    # line) and goes on without the name; such a part is refused instead. The names are parsed
+    # (and cached) here, synchronously, so the warning filter never spans an await.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BadContentDispositionHeader)
+        try:
+            part.name, part.filename  # noqa: B018 - parsed for their warnings
+        except BadContentDispositionHeader:
+            raise Invalid("the multipart body is malformed (BadContentDispositionHeader)", code="invalid_multipart") from None
+    return part
+
+
+async def part_chunks(part: BodyPartReader, idle: float) -> AsyncIterator[bytes]:
+    while chunk := await within(idle, part.read_chunk(_PART_CHUNK)):
+        yield chunk
+
+
 async def read_json_object(request: web.Request, max_bytes: int, what: str) -> dict[str, Any]:
     value = parse_json(await read_body(request, max_bytes), what)
     if not isinstance(value, dict):
@@ -136,7 +180,7 @@ def decode_base64(value: Any) -> bytes:
 
 async def redirect_to_object(request: web.Request, collection: str, image_id: str) -> web.Response:
     """302 to a presigned link of the image's object."""
-    url = await service(request).download_url(collection, image_id)
+    url = await service(request).download_url(collection, image_id, scope=scope(request))
     ttl = request.app[CONFIG].storage.presign_ttl_seconds
     # The link stays valid for the TTL; letting the browser reuse the redirect for part of it
     # lets it reuse its cached image too.

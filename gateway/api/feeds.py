@@ -3,9 +3,10 @@
 Each message is JSON: first `{"event": "subscribed", "collection", "mode"}` once events written
 from then on will arrive, then `{"event": "upload"|"update"|"delete", "seq", "collection", "id",
 "document"}` with the document as the REST API shows it. Messages from the client are ignored.
-Authentication is the one reads have: the auth middleware runs before this handler. What a
-listing would hide stays hidden here too: other users' images under `auth.scope: user`, and on the
-all-collections feed, collections the caller's credentials do not reach.
+Authentication is the one reads have: the auth middleware runs before this handler, and leaves
+the caller's principal and scope on the request. What a listing would hide stays hidden here too:
+other users' images under `auth.scope: user`, and on the all-collections feed, collections the
+caller's credentials do not reach.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from collections.abc import Callable
 
 from aiohttp import WSCloseCode, web
 
-from gateway.api.common import document
+from gateway.api.common import document, scope
 from gateway.api.openapi import operation
 from gateway.errors import Forbidden
 from gateway.events import Event, EventHub
-from gateway.keys import AUTH, EVENTS, OWNER_SCOPE
+from gateway.keys import AUTH, EVENTS, PRINCIPAL
 from gateway.api.params import no_query
 from gateway.names import collection_name
 
@@ -29,27 +30,26 @@ def _message(request: web.Request, event: Event) -> dict[str, object]:
     return {"event": event.kind, "seq": event.seq, "collection": record.collection, "id": record.id, "document": document(request, record)}
 
 
-async def _visibility(request: web.Request, collection: str | None) -> Callable[[Event], bool]:
-    owner = request.get(OWNER_SCOPE)
+def _visibility(request: web.Request, collection: str | None) -> Callable[[Event], bool]:
+    caller = scope(request)
     auth = request.app[AUTH]
     # The middleware checked one named collection; the all-collections feed is checked per event.
-    principal = await auth.identify(request.headers, request.cookies) if auth.enabled and collection is None else None
+    principal = request.get(PRINCIPAL) if collection is None else None
 
     def visible(event: Event) -> bool:
-        if owner is not None and event.record.owner != owner:
-            return False
-        if principal is not None:
-            try:
+        try:
+            caller.check(event.record)
+            if principal is not None:
                 auth.authorize(principal, write=False, collection=event.record.collection)
-            except Forbidden:
-                return False
+        except Forbidden:
+            return False
         return True
 
     return visible
 
 
 async def _pump(request: web.Request, hub: EventHub, ws: web.WebSocketResponse, collection: str | None) -> None:
-    visible = await _visibility(request, collection)
+    visible = _visibility(request, collection)
     subscription = hub.subscribe(collection)
     try:
         await hub.started()

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api.common import absolute, decode_base64, document, read_json_object, redirect_to_object, service
+from gateway.api.common import absolute, decode_base64, document, read_json_object, redirect_to_object, scope, service
 from gateway.api.openapi import OFFSET_PARAMS, REDIRECT, image_ok, json_answer, operation, ref
 from gateway.errors import Invalid
-from gateway.keys import CONFIG, OWNER_SCOPE, USER_ID
+from gateway.keys import CONFIG, USER_ID
 from gateway.api.params import list_query, no_query
-from gateway.metadata.query import ListQuery, owned_by
+from gateway.metadata.query import ListQuery
 from gateway.names import image_id
 
 _UPLOAD_FIELDS = {"data", "filename", "properties"}
@@ -62,8 +62,8 @@ async def create_image(request: web.Request) -> web.Response:
 async def list_images(request: web.Request) -> web.Response:
     no_query(request.query, allowed=("offset", "limit"))
     parsed = list_query(request.query)
-    query = owned_by(ListQuery(limit=parsed.limit, skip=parsed.skip), request.get(OWNER_SCOPE))
-    page = await service(request).find(_collection(request), query, with_total=False)
+    query = ListQuery(limit=parsed.limit, skip=parsed.skip)
+    page = await service(request).find(_collection(request), query, with_total=False, scope=scope(request))
     path = "/v1/images"
 
     def link(offset: int) -> str:
@@ -82,7 +82,7 @@ async def list_images(request: web.Request) -> web.Response:
 @operation("One image's document", tag=TAG, ok=image_ok(), errors=(404, 503))
 async def get_image(request: web.Request) -> web.Response:
     no_query(request.query)
-    record = await service(request).get(_collection(request), image_id(request.match_info["image_id"]))
+    record = await service(request).get(_collection(request), image_id(request.match_info["image_id"]), scope=scope(request))
     return web.json_response(document(request, record))
 
 
@@ -90,7 +90,7 @@ async def get_image(request: web.Request) -> web.Response:
 async def delete_image(request: web.Request) -> web.Response:
     no_query(request.query)
     ident = image_id(request.match_info["image_id"])
-    await service(request).delete(_collection(request), ident)
+    await service(request).delete(_collection(request), ident, scope=scope(request))
     return web.json_response({"image_id": ident})
 
 
