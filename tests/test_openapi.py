@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import configparser
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.api import openapi
+import gateway
+from gateway.api import docs, openapi
 from gateway.app import create_app
 from tests.conftest import make_config, s3_overrides
 
@@ -89,3 +92,14 @@ async def test_the_docs_page_is_self_contained(make_client: Any) -> None:
         asset = await client.get(f"/docs/{name}")
         assert asset.status == 200 and len(await asset.read()) > 100, name
     assert (await client.get("/docs/nothing.js")).status == 404
+
+
+def test_the_docs_page_files_ship_with_the_package() -> None:
+    # setup.cfg's package_data must name every file /docs serves, or an installed gateway has none.
+    parser = configparser.ConfigParser()
+    parser.read(Path(gateway.__file__).parent.parent / "setup.cfg")
+    patterns = [p.strip() for p in parser["options.package_data"]["gateway"].split(",")]
+    package = Path(gateway.__file__).parent
+    for path in [docs.STATIC / "docs.html", *(path for path, _ in docs.FILES.values())]:
+        assert path.is_file(), path
+        assert any(fnmatch(path.relative_to(package).as_posix(), p) for p in patterns), path
