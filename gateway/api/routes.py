@@ -6,16 +6,14 @@ aliases (see `gateway.api.openapi`); so each alias below follows its main route.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 
 from gateway import metrics
 from gateway.api import collections, datasets, docs, feeds, health, openapi, signed_downloads, v1
 from gateway.config import Config
+from gateway.middlewares import Handler
 from gateway.storage.filesystem import DOWNLOAD_ROUTE
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # The original service answered under /images, /documents and /items alike; the first is the main one.
 IMAGE_NOUNS = ("images", "documents", "items")
 
@@ -40,6 +38,7 @@ def setup_routes(app: web.Application, config: Config) -> None:
     add("/docs/{file}", "docs_file", get=docs.docs_file)
     add("/health", "health", get=health.health)
     add("/ready", "ready", get=health.ready)
+    # metrics.py stays below the API, so its handler gets its operation here.
     add("/metrics", "metrics", get=health.METRICS(metrics.exposition))
     add("/events", "events", get=feeds.all_events)
 
@@ -51,7 +50,7 @@ def setup_routes(app: web.Application, config: Config) -> None:
     add("/collections/{collection}/import", "import_dataset", post=datasets.import_dataset)
     for noun in IMAGE_NOUNS:
         base = f"/collections/{{collection}}/{noun}"
-        add(base, f"{noun}", get=collections.list_images, post=collections.upload_image)
+        add(base, noun, get=collections.list_images, post=collections.upload_image)
         add(
             base + "/{image_id}", f"{noun}.image", get=collections.get_image, put=collections.replace_properties,
             patch=collections.patch_properties, delete=collections.delete_image,
@@ -60,13 +59,13 @@ def setup_routes(app: web.Application, config: Config) -> None:
         add(base + "/{image_id}/image", f"{noun}.download", get=collections.download)
         add(base + "/{image_id}/file", f"{noun}.file", get=collections.download)
 
-    # Seed 000: /v1/images over the default collection; each with and without a trailing slash.
-    for slash in ("", "/"):
-        suffix = ".slash" if slash else ""
-        add("/v1/images" + slash, "v1.images" + suffix, get=v1.list_images, post=v1.create_image)
-        add("/v1/images/{image_id}" + slash, "v1.image" + suffix, get=v1.get_image, delete=v1.delete_image)
-    for slash in ("", "/"):
-        add("/v1/images/{image_id}/image" + slash, "v1.download" + (".slash" if slash else ""), get=v1.download)
+    # Seed 000: /v1/images over the default collection, and the same with a trailing slash.
+    add("/v1/images", "v1.images", get=v1.list_images, post=v1.create_image)
+    add("/v1/images/{image_id}", "v1.image", get=v1.get_image, delete=v1.delete_image)
+    add("/v1/images/{image_id}/image", "v1.download", get=v1.download)
+    add("/v1/images/", "v1.images.slash", get=v1.list_images, post=v1.create_image)
+    add("/v1/images/{image_id}/", "v1.image.slash", get=v1.get_image, delete=v1.delete_image)
+    add("/v1/images/{image_id}/image/", "v1.download.slash", get=v1.download)
 
     if config.storage.backend == "filesystem":
         # The store's files are served here, through the LOCAL_FILES it supplies.
