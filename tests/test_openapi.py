@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import gateway
-from gateway.api import docs, openapi
+from gateway.api import collections, docs, openapi
 from gateway.app import create_app
 from tests.conftest import make_config, s3_overrides
 
@@ -103,3 +103,10 @@ def test_the_docs_page_files_ship_with_the_package() -> None:
     for path in [docs.STATIC / "docs.html", *(path for path, _ in docs.FILES.values())]:
         assert path.is_file(), path
         assert any(fnmatch(path.relative_to(package).as_posix(), p) for p in patterns), path
+
+
+def test_an_alias_must_take_its_main_routes_path_parameters(tmp_path: Path) -> None:
+    app = create_app(make_config(tmp_path))
+    app.router.add_get("/elsewhere", collections.get_image)
+    with pytest.raises(ValueError, match="/elsewhere shares its handler"):
+        openapi.document(app)

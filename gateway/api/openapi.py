@@ -117,6 +117,7 @@ LIST_PARAMS = (
     query_param("cursor", {"type": "string"}, "the `next` cursor of a previous page (see the Link header)"),
 )
 OFFSET_PARAMS = (query_param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}, "records to skip"), PAGE_SIZE)
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 REDIRECT = {"302": {"description": "redirect to a presigned link valid for the configured TTL", "headers": {"Location": {"schema": {"type": "string"}}}}}
 
 
@@ -145,7 +146,7 @@ class Operation:
             op["x-aliases"] = aliases
         # Path parameters follow the path; an operation may describe one itself (an enum, say).
         given = {p["name"]: p for p in self.parameters if p["in"] == "path"}
-        parameters = [given.get(name) or PATH_PARAMETERS[name] for name in re.findall(r"\{(\w+)\}", path)]
+        parameters = [given.get(name) or PATH_PARAMETERS[name] for name in _PLACEHOLDER.findall(path)]
         parameters += [p for p in self.parameters if p["in"] != "path"]
         if parameters:
             op["parameters"] = parameters
@@ -205,8 +206,11 @@ def _main_routes(app: web.Application) -> dict[tuple[str, str], tuple[Operation,
         first = main.setdefault((method, handler), path)
         if first == path:
             found[(method, path)] = (op, [])
-        else:
-            found[(method, first)][1].append(path)
+            continue
+        # An alias is documented by its main route's parameters, so it must take the same ones.
+        if _PLACEHOLDER.findall(path) != _PLACEHOLDER.findall(first):
+            raise ValueError(f"{method.upper()} {path} shares its handler with {first} but not its path parameters")
+        found[(method, first)][1].append(path)
     return found
 
 
