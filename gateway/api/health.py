@@ -26,7 +26,7 @@ _READY = {"200": json_answer("both stores answered", {"type": "object", "propert
 _NOT_READY = {
     "503": json_answer("a store failed; `failed` names it", {"type": "object", "properties": {"failed": {"type": "array", "items": {"type": "string"}}, "checks": _CHECKS, "error": ref("Error")}})
 }
-METRICS = operation("Prometheus metrics", tag=TAG, ok={"200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}, public=True)
+METRICS_OPERATION = operation("Prometheus metrics", tag=TAG, ok={"200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}, public=True)
 
 
 @operation("Liveness: the process serves", tag=TAG, ok={"200": json_answer("alive", {"type": "object"})}, public=True)

@@ -39,7 +39,7 @@ def setup_routes(app: web.Application, config: Config) -> None:
     add("/health", "health", get=health.health)
     add("/ready", "ready", get=health.ready)
     # metrics.py stays below the API, so its handler gets its operation here.
-    add("/metrics", "metrics", get=health.METRICS(metrics.exposition))
+    add("/metrics", "metrics", get=health.METRICS_OPERATION(metrics.exposition))
     add("/events", "events", get=feeds.all_events)
 
     # Seed 001: collections of images.
