@@ -10,14 +10,13 @@ from aiohttp import web
 
 from gateway.api import openapi
 from gateway.auth.middleware import auth_context, authenticate
-from gateway.edge import edge
 from gateway import metrics
 from gateway.api import collections, datasets, feeds, health, signed_downloads, v1
 from gateway.config import Config
 from gateway.events import EventHub, EventWriter, open_event_log
-from gateway.keys import BLOBS, CONFIG, EVENTS, METADATA, METRICS, SERVICE
+from gateway.keys import BLOBS, CONFIG, EVENTS, IN_FLIGHT, METADATA, METRICS, SERVICE
 from gateway.metadata import open_metadata_store
-from gateway.middlewares import errors, request_context
+from gateway.middlewares import edge, errors, measure, request_context
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
 
@@ -46,14 +45,16 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
+    measured = metrics.Metrics()
+    # Outermost first: `measure` times and counts the whole answer as the client gets it.
+    chain = [measure(measured), request_context, edge, errors, authenticate]
     # Bodies are read by our own bounded readers; aiohttp's limit applies only to `post()`.
-    app = web.Application(middlewares=[request_context, edge, errors, authenticate], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=chain, client_max_size=1024 * 1024)
     app[CONFIG] = config
-    # Outermost, so it times and counts the whole answer as the client gets it.
-    app[METRICS] = measured = metrics.Metrics()
-    app.middlewares.insert(0, metrics.middleware(measured))
+    app[METRICS] = measured
+    app[IN_FLIGHT] = set()
     app.on_shutdown.append(feeds.close_sockets)
-    app.router.add_get("/metrics", metrics.exposition)
+    app.router.add_get("/metrics", metrics.exposition_handler(measured))
     app.add_routes(health.routes())
     app.add_routes(feeds.routes())
     app.cleanup_ctx.append(_backends)

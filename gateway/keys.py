@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from aiohttp import web
 
 from gateway.auth.policy import Authenticator
@@ -19,6 +22,8 @@ SERVICE = web.AppKey("service", ImageService)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
 EVENTS = web.AppKey("events", EventHub)
+# The tasks answering requests (WebSocket feeds aside): graceful shutdown waits for none left.
+IN_FLIGHT: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("in_flight")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # The authenticated caller's id, recorded as the image's `owner`.

@@ -147,7 +147,7 @@ async def test_sigterm_mid_upload_finishes_it_and_refuses_new_connections(tmp_pa
 
 
 def test_workers_argument_is_validated() -> None:
-    from gateway.cli.workers import worker_count
+    from gateway.cli.serve import worker_count
 
     assert worker_count("auto") >= 1 and worker_count("3") == 3
     for bad in ("0", "-1", "many"):
