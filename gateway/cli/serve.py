@@ -70,17 +70,18 @@ async def serve(config: Config, sock: socket.socket | None = None) -> None:
     )  # fmt: skip
     await runner.setup()
     try:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         if sock is not None:
             await web.SockSite(runner, sock).start()
+            log.info("worker %d serving", os.getpid())
         else:
             await web.TCPSite(runner, config.server.host, config.server.port).start()
             addresses = runner.addresses
             host, port = addresses[0][:2] if addresses else (config.server.host, config.server.port)
             _announce(host, port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("shutting down: finishing in-flight requests")
         await drain(runner, timeout=SHUTDOWN_TIMEOUT)
@@ -98,6 +99,7 @@ async def drain(runner: web.AppRunner, timeout: float) -> None:
     """
     for site in list(runner.sites):
         await site.stop()
+    log.info("stopped accepting connections; %d requests in flight", len(runner.app[IN_FLIGHT]))
     deadline = time.monotonic() + timeout
     while _busy(runner) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
