@@ -286,11 +286,12 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` laid over `base`, mapping by mapping; neither is changed."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value, f"{prefix}{key}.")
+            merged[key] = merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -333,9 +334,9 @@ def load_config(
         path = default_config_path()
     tree: dict[str, Any] = {}
     if path is not None:
-        tree = _merge(tree, read_yaml(path))
+        tree = merge(tree, read_yaml(path))
     if overrides:
-        tree = _merge(tree, overrides)
+        tree = merge(tree, overrides)
     for variable, dotted in ENVIRONMENT.items():
         if variable in environ:
             raw = environ[variable]

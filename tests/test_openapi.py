@@ -9,7 +9,7 @@ import pytest
 
 from gateway.api import openapi
 from gateway.app import create_app
-from tests.conftest import make_config, s3_overrides
+from tests.helpers import make_config, s3_overrides
 
 pytestmark = pytest.mark.embedded
 

@@ -23,8 +23,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import ENVIRONMENT
-from tests.conftest import make_config
-from tests.helpers import png
+from tests.helpers import make_config, png
 
 pytestmark = pytest.mark.embedded
 REPO = Path(__file__).resolve().parent.parent
