@@ -18,7 +18,7 @@ from gateway.keys import CONFIG
 from tests import peers
 from tests.api.test_collections import upload
 from tests.helpers import jpeg, make_config, merge, missing_peer, mongo_overrides, s3_overrides, unique
-from tests.test_workers import healthy, start_server, wait_for
+from tests.processes import healthy, start_server
 
 pytestmark = pytest.mark.peers
 
@@ -86,9 +86,9 @@ def two_gateways(minio: peers.MinioServer, ferretdb: peers.FerretDBServer, tmp_p
     urls = []
     try:
         for name in ("a", "b"):
-            proc, port = start_server(tmp_path / name, tmp_path / f"{name}.log", extra_env=env)
+            proc, port = start_server(tmp_path / name, log=tmp_path / f"{name}.log", extra_env=env)
             procs.append(proc)
-            wait_for(lambda: healthy(port), 30, f"gateway {name}")
+            assert healthy(port), f"gateway {name}"
             urls.append(f"http://127.0.0.1:{port}")
         yield urls
     finally:

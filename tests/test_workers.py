@@ -6,15 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import selectors
 import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,52 +15,11 @@ import aiohttp
 import pytest
 
 from gateway.app import create_app
-from gateway.config import ENVIRONMENT
 from tests.helpers import make_config, png
+from tests.processes import healthy, start_server, stop, wait_for_log
 
 pytestmark = pytest.mark.embedded
-REPO = Path(__file__).resolve().parent.parent
 BOUNDARY = "gatewayboundary"
-
-
-def read_line(stream: Any, timeout: float) -> str:
-    """One line from an unbuffered pipe, or fail after `timeout`."""
-    with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise AssertionError(f"no output within {timeout}s")
-    return stream.readline().decode()
-
-
-def start_server(data_dir: Path, *args: str, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    """`python -m gateway serve` on a free port, configured by the environment like a container;
-    stdout and stderr (the JSON log) are unbuffered pipes, read as lines arrive."""
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT and k != "GATEWAY_CONFIG"}
-    env.update({"DATA_DIR": str(data_dir), "LOG_FORMAT": "json", "APP_HOST": "127.0.0.1", **(extra_env or {})})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", "0", *args],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-    )  # fmt: skip
-    line = read_line(proc.stdout, 30)
-    assert "serving on http://127.0.0.1:" in line, line
-    port = int(line.split("http://127.0.0.1:")[1].split()[0])
-    return proc, port
-
-
-def wait_for_log(proc: subprocess.Popen[bytes], pattern: str, count: int, seen: list[str], timeout: float = 30) -> None:
-    """Read the server's log into `seen` until `count` messages match `pattern`."""
-    deadline = time.monotonic() + timeout
-    matched = 0
-    while matched < count:
-        line = read_line(proc.stderr, max(deadline - time.monotonic(), 0))
-        assert line, f"log ended before {count} x {pattern!r}: {seen}"
-        seen.append(line)
-        matched += line.startswith("{") and re.fullmatch(pattern, json.loads(line)["message"]) is not None
-
-
-def healthy(port: int) -> bool:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as response:
-        return response.status == 200
 
 
 def refused(port: int) -> bool:
@@ -76,18 +28,6 @@ def refused(port: int) -> bool:
             return False
     except ConnectionRefusedError:
         return True
-
-
-def stop(proc: subprocess.Popen[bytes], seen: list[str]) -> str:
-    """Kill the server if it is still running; its whole log."""
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    assert proc.stdout is not None and proc.stderr is not None
-    seen.append(proc.stderr.read().decode())
-    proc.stdout.close()
-    proc.stderr.close()
-    return "".join(seen)
 
 
 def multipart(image: bytes) -> bytes:
