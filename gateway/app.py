@@ -9,15 +9,14 @@ from contextlib import AsyncExitStack
 from aiohttp import web
 
 from gateway.auth.middleware import auth_context, authenticate
-from gateway.edge import edge
 from gateway import metrics
 from gateway.api import feeds
 from gateway.api.routes import setup_routes
 from gateway.config import Config
 from gateway.events import EventHub, EventWriter, open_event_log
-from gateway.keys import BLOBS, CONFIG, EVENTS, LOCAL_FILES, METADATA, METRICS, SERVICE
+from gateway.keys import BLOBS, CONFIG, EVENTS, IN_FLIGHT, LOCAL_FILES, METADATA, METRICS, SERVICE
 from gateway.metadata import open_metadata_store
-from gateway.middlewares import errors, request_context
+from gateway.middlewares import edge, errors, measure, request_context
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
 from gateway.storage.base import LocalFiles
@@ -51,12 +50,14 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
+    measured = metrics.Metrics()
+    # Outermost first: `measure` times and counts the whole answer as the client gets it.
+    chain = [measure(measured), request_context, edge, errors, authenticate]
     # Bodies are read by our own bounded readers; aiohttp's limit applies only to `post()`.
-    app = web.Application(middlewares=[request_context, edge, errors, authenticate], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=chain, client_max_size=1024 * 1024)
     app[CONFIG] = config
-    # Outermost, so it times and counts the whole answer as the client gets it.
-    app[METRICS] = measured = metrics.Metrics()
-    app.middlewares.insert(0, metrics.middleware(measured))
+    app[METRICS] = measured
+    app[IN_FLIGHT] = set()
     app.on_shutdown.append(feeds.close_sockets)
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(auth_context)

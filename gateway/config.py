@@ -157,8 +157,23 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
 
 
-def _flag(raw: str) -> bool:
-    # Seed 001: "set this variable to any value to enforce authentication".
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def _boolean(value: Any, key: str) -> bool:
+    """Strict, as Starlette's config: a typo stops start-up instead of turning a switch on."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+        return _BOOLEANS[value.strip().lower()]
+    raise ConfigError(f"{key}: expected true or false (or 1/0, yes/no, on/off), got {_shown(key, value)}")
+
+
+def _use_authentication(raw: str) -> bool:
+    # Seed 001: "set this variable to any value to enforce authentication"; empty, 0, false, no
+    # and off are the ways its deployments say they mean it off. The one lenient boolean.
     return raw.strip().lower() not in ("", "0", "false", "no", "off")
 
 
@@ -220,7 +235,7 @@ def _cast(value: Any, hint: Any, key: str) -> Any:
         return _build(hint, value, key + ".")
     try:
         if hint is bool:
-            return _flag(value) if isinstance(value, str) else bool(value)
+            return _boolean(value, key)
         if hint is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
@@ -271,11 +286,12 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` laid over `base`, mapping by mapping; neither is changed."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value, f"{prefix}{key}.")
+            merged[key] = merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -318,12 +334,13 @@ def load_config(
         path = default_config_path()
     tree: dict[str, Any] = {}
     if path is not None:
-        tree = _merge(tree, read_yaml(path))
+        tree = merge(tree, read_yaml(path))
     if overrides:
-        tree = _merge(tree, overrides)
+        tree = merge(tree, overrides)
     for variable, dotted in ENVIRONMENT.items():
         if variable in environ:
-            _set_dotted(tree, dotted, environ[variable])
+            raw = environ[variable]
+            _set_dotted(tree, dotted, _use_authentication(raw) if variable == "USE_AUTHENTICATION" else raw)
     if environ.get("MONGODB_URL") and "METADATA_BACKEND" not in environ:
         # Seed 001 configured MongoDB by its URL alone.
         _set_dotted(tree, "metadata.backend", "mongodb")

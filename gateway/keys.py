@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from aiohttp import web
 
 from gateway.auth.policy import Authenticator, Principal
@@ -21,6 +24,8 @@ METRICS = web.AppKey("metrics", Metrics)
 EVENTS = web.AppKey("events", EventHub)
 # Set only when the object store keeps its objects as local files (the filesystem backend).
 LOCAL_FILES = web.AppKey("local_files", LocalFiles)
+# The tasks answering requests (WebSocket feeds aside): graceful shutdown waits for none left.
+IN_FLIGHT: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("in_flight")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # The authenticated caller (set by the auth middleware when credentials were presented).

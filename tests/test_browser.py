@@ -18,8 +18,7 @@ from gateway.app import create_app
 from gateway.keys import CONFIG
 from tests import peers
 from tests.api.test_collections import upload
-from tests.conftest import REQUIRE_PEERS, make_config, s3_overrides
-from tests.helpers import jpeg
+from tests.helpers import REQUIRE_PEERS, jpeg, make_config, s3_overrides
 
 CHROMIUM = Path(os.environ.get("GATEWAY_CHROMIUM", "/usr/bin/chromium"))
 FLAGS = [

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.events import open_event_log
 from gateway.metadata.base import ImageRecord, utcnow
-from tests.conftest import METADATA_BACKENDS, make_config, metadata_overrides
+from tests.helpers import METADATA_BACKENDS, make_config, metadata_overrides
 
 
 def record(index: int) -> ImageRecord:

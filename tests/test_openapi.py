@@ -12,7 +12,7 @@ import pytest
 import gateway
 from gateway.api import collections, docs, openapi
 from gateway.app import create_app
-from tests.conftest import make_config, s3_overrides
+from tests.helpers import make_config, s3_overrides
 
 pytestmark = pytest.mark.embedded
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway import metrics
 from gateway.api import collections, datasets, docs, feeds, health, openapi, signed_downloads, v1
 from gateway.config import Config
+from gateway.keys import METRICS
 from gateway.middlewares import Handler
 from gateway.storage.filesystem import DOWNLOAD_ROUTE
 
@@ -39,7 +40,7 @@ def setup_routes(app: web.Application, config: Config) -> None:
     add("/health", "health", get=health.health)
     add("/ready", "ready", get=health.ready)
     # metrics.py stays below the API, so its handler gets its operation here.
-    add("/metrics", "metrics", get=health.METRICS_OPERATION(metrics.exposition))
+    add("/metrics", "metrics", get=health.METRICS_OPERATION(metrics.exposition_handler(app[METRICS])))
     add("/events", "events", get=feeds.all_events)
 
     # Seed 001: collections of images.

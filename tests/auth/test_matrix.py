@@ -19,7 +19,7 @@ from yarl import URL
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.api import openapi
-from tests.auth.conftest import OTHER_KEY, READER_KEY, WRITER_KEY, auth_tree, oidc_tree
+from tests.auth.helpers import OTHER_KEY, READER_KEY, WRITER_KEY, auth_tree, oidc_tree
 from tests.auth.servers import AUDIENCE, ISSUER, rsa_key
 from tests.helpers import png
 

@@ -17,7 +17,7 @@ from gateway.errors import BlobNotFound, Conflict, Forbidden, Invalid
 from gateway.storage.signing import UrlSigner
 from gateway.storage.base import BlobStore, object_key
 from gateway.storage.filesystem import DOWNLOAD_ROUTE, FilesystemBlobStore
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 MiB = 1024 * 1024
 # Larger than the default 8 MiB part size (and S3's 5 MiB minimum), so S3 backends upload in parts.

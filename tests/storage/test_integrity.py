@@ -21,7 +21,7 @@ import pytest
 from gateway.errors import Unavailable
 from gateway.storage import open_blob_store
 from gateway.storage.s3 import S3BlobStore
-from tests.conftest import make_config, storage_overrides
+from tests.helpers import make_config, storage_overrides
 
 pytestmark = pytest.mark.peers
 
