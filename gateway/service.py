@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bson import ObjectId
-
 from gateway.config import Config
 from gateway.errors import Conflict, GatewayError, NotFound, PreconditionFailed, TooLarge
 from gateway.images import ImageInspector
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
 from gateway.storage.base import BlobStore, collection_prefix, object_key
 from gateway.metadata.query import ListQuery
+from gateway.names import new_image_id
 from gateway.properties import merge_patch
 from gateway.properties import validate_properties as valid_properties
 
@@ -70,7 +69,7 @@ class Upload:
         self.collection = collection
         self.owner = owner
         # An import keeps the archive's id and time; everything else gets fresh ones.
-        self.id = image_id or str(ObjectId())
+        self.id = image_id or new_image_id()
         self._time = time
         # True when an insert found the id taken by a record naming our very key: that object
         # is the other record's, and must not be discarded with our failed upload.

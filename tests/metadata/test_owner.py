@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from bson import ObjectId
-
 from gateway.metadata.base import ImageRecord, MetadataStore, utcnow
 from gateway.metadata.query import Condition, ListQuery, owned_by
+from gateway.names import new_image_id
 
 
 def record(collection: str, owner: str | None, properties: dict[str, object] | None = None) -> ImageRecord:
-    ident = str(ObjectId())
+    ident = new_image_id()
     now = utcnow()
     return ImageRecord(
         collection=collection, id=ident, image="a.png", time=now, updated_at=now, content_type="image/png", format="png",
