@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from gateway.config import Config
 from gateway.metadata.base import ImageRecord
-from gateway.metadata.sqlite_thread import OnItsThread, connect
+from gateway.metadata.sqlite_thread import SqliteThread, connect
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class EventLog(Protocol):
         """A push feed of new events, or None when the database offers none."""
 
 
-class SqliteEventLog(OnItsThread):
+class SqliteEventLog(SqliteThread):
     """The event table in its own SQLite file next to the metadata database; processes sharing
     the data directory share it (WAL lets readers poll while one writer appends)."""
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
-from gateway.metadata.sqlite_thread import OnItsThread, connect
+from gateway.metadata.sqlite_thread import SqliteThread, connect
 from gateway.metadata.query import Condition, ListQuery, OWNER_FIELD
 
 T = TypeVar("T")
@@ -159,7 +159,7 @@ def _where(collection: str, conditions: tuple[Condition, ...], params: list[Any]
     return " AND ".join(clauses)
 
 
-class SqliteMetadataStore(OnItsThread):
+class SqliteMetadataStore(SqliteThread):
     name = "sqlite"
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:

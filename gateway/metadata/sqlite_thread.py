@@ -36,7 +36,7 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-class OnItsThread:
+class SqliteThread:
     """One SQLite connection, used only from one dedicated thread, so the event loop never
     blocks and the connection is never shared between threads. Subclasses open it in `_open`
     (run on that thread, setting `_db`) and run their statements through `_run`."""
