@@ -22,7 +22,7 @@ from gateway.config import Config
 from gateway.errors import Conflict, GatewayError, NotFound, PreconditionFailed, TooLarge
 from gateway.images import ImageInspector
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
-from gateway.storage.base import BlobStore, collection_prefix, object_key
+from gateway.storage.base import DELETE_MANY_LIMIT, BlobStore, collection_prefix, object_key
 from gateway.metadata.query import ListQuery
 from gateway.names import new_image_id
 from gateway.properties import merge_patch
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 # Control characters (C0, DEL, C1), line and paragraph separators, quotes and path separators.
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f-\x9f\u2028\u2029"\\/]')
-_DELETE_BATCH = 1000
 _UPDATE_ATTEMPTS = 10
 
 # Told of every acknowledged change: ("upload" | "update" | "delete", the record). Listeners
@@ -282,7 +281,7 @@ class ImageService:
         batch: list[str] = []
         async for blob in self.blobs.list(collection_prefix(collection)):
             batch.append(blob.key)
-            if len(batch) == _DELETE_BATCH:
+            if len(batch) == DELETE_MANY_LIMIT:
                 await self.blobs.delete_many(batch)
                 objects += len(batch)
                 batch = []

@@ -9,6 +9,10 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import quote
 
 
+# The most keys one `delete_many` takes: S3's DeleteObjects limit, which every backend keeps.
+DELETE_MANY_LIMIT = 1000
+
+
 def object_key(collection: str, image_id: str, extension: str) -> str:
     """`<collection>/<id>.<ext>`: one key prefix per collection."""
     return f"{collection}/{image_id}.{extension}"
@@ -56,7 +60,7 @@ class BlobStore(Protocol):
         """Remove `key`; removing a missing key is not an error."""
 
     async def delete_many(self, keys: list[str]) -> None:
-        """Remove up to 1000 keys at once; missing keys are not an error."""
+        """Remove up to `DELETE_MANY_LIMIT` keys at once; missing keys are not an error."""
 
     def list(self, prefix: str) -> AsyncIterator[BlobInfo]:
         """Every object whose key starts with `prefix`, in key order, streamed page by page."""
