@@ -15,7 +15,6 @@ gives up on a hole after `GAP_GRACE_SECONDS` (a writer that died between the two
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
@@ -45,20 +44,6 @@ class Event:
     seq: int
     kind: str
     record: ImageRecord
-
-
-def record_to_data(record: ImageRecord) -> dict[str, Any]:
-    data = dataclasses.asdict(record)
-    data["time"] = record.time.isoformat()
-    data["updated_at"] = record.updated_at.isoformat()
-    return data
-
-
-def record_from_data(data: dict[str, Any]) -> ImageRecord:
-    values = dict(data)
-    values["time"] = datetime.fromisoformat(values["time"])
-    values["updated_at"] = datetime.fromisoformat(values["updated_at"])
-    return ImageRecord(**values)
 
 
 class EventLog(Protocol):
@@ -102,7 +87,7 @@ class SqliteEventLog(SqliteThread):
             now = datetime.now(timezone.utc)
             cursor = self._db.execute(
                 "INSERT INTO events (time, kind, record) VALUES (?, ?, ?)",
-                (now.isoformat(), kind, json.dumps(record_to_data(record))),
+                (now.isoformat(), kind, json.dumps(record.to_json())),
             )
             seq = int(cursor.lastrowid or 0)
             if seq % _TRIM_EVERY == 0:
@@ -115,7 +100,7 @@ class SqliteEventLog(SqliteThread):
         def append_many() -> None:
             assert self._db is not None
             now = datetime.now(timezone.utc).isoformat()
-            rows = [(now, kind, json.dumps(record_to_data(record))) for kind, record in entries]
+            rows = [(now, kind, json.dumps(record.to_json())) for kind, record in entries]
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany("INSERT INTO events (time, kind, record) VALUES (?, ?, ?)", rows)
@@ -137,7 +122,7 @@ class SqliteEventLog(SqliteThread):
         def read() -> list[Event]:
             assert self._db is not None
             rows = self._db.execute("SELECT seq, kind, record FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
-            return [Event(row[0], row[1], record_from_data(json.loads(row[2]))) for row in rows]
+            return [Event(row[0], row[1], ImageRecord.from_json(json.loads(row[2]))) for row in rows]
 
         events: list[Event] = await self._run(read)
         return events
@@ -182,7 +167,7 @@ class MongoEventLog:
         first = int(counter["seq"]) - len(entries) + 1
         now = datetime.now(timezone.utc)
         docs = [
-            {"_id": first + offset, "time": now, "kind": kind, "record": record_to_data(record)}
+            {"_id": first + offset, "time": now, "kind": kind, "record": record.to_json()}
             for offset, (kind, record) in enumerate(entries)
         ]
         try:
@@ -209,7 +194,7 @@ class MongoEventLog:
         seq = int(counter["seq"])
         for attempt in range(_APPEND_ATTEMPTS):
             try:
-                await self._events.insert_one({"_id": seq, "time": now, "kind": kind, "record": record_to_data(record)})
+                await self._events.insert_one({"_id": seq, "time": now, "kind": kind, "record": record.to_json()})
                 break
             except DuplicateKeyError:
                 # FerretDB v1 runs $inc as a read then a write, so concurrent appends can draw
@@ -229,7 +214,7 @@ class MongoEventLog:
 
     async def read_after(self, seq: int, limit: int) -> list[Event]:
         cursor = self._events.find({"_id": {"$gt": seq}}).sort("_id", 1).limit(limit)
-        return [Event(int(doc["_id"]), doc["kind"], record_from_data(doc["record"])) async for doc in cursor]
+        return [Event(int(doc["_id"]), doc["kind"], ImageRecord.from_json(doc["record"])) async for doc in cursor]
 
     def follow(self) -> AsyncIterator[Event] | None:
         return self._changes()
@@ -239,7 +224,7 @@ class MongoEventLog:
         async with await self._events.watch([{"$match": {"operationType": "insert"}}]) as stream:
             async for change in stream:
                 doc = change["fullDocument"]
-                yield Event(int(doc["_id"]), doc["kind"], record_from_data(doc["record"]))
+                yield Event(int(doc["_id"]), doc["kind"], ImageRecord.from_json(doc["record"]))
 
 
 class EventWriter:

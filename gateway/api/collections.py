@@ -19,7 +19,6 @@ from gateway.api.common import (
     document,
     etag,
     if_match_version,
-    iso,
     read_json_object,
     redirect_to_object,
     within,
@@ -28,6 +27,7 @@ from gateway.api.common import (
 from gateway.errors import Invalid, TooLarge, Unsupported
 from gateway.keys import BLOBS, CONFIG, METADATA, OWNER_SCOPE, USER_ID
 from gateway.api.params import encode_cursor, list_query, no_query, parse_json
+from gateway.metadata.base import iso_time
 from gateway.metadata.query import Cursor, owned_by
 from gateway.names import collection_name, image_id
 
@@ -68,8 +68,8 @@ async def get_collection(request: web.Request) -> web.Response:
             "name": stats.name,
             "documents": stats.documents,
             "bytes": stats.bytes,
-            "created_at": iso(stats.created_at),
-            "updated_at": iso(stats.updated_at),
+            "created_at": iso_time(stats.created_at),
+            "updated_at": iso_time(stats.updated_at),
         }
     )
 

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import binascii
 import re
-from datetime import datetime, timezone
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -24,10 +23,6 @@ T = TypeVar("T")
 
 def service(request: web.Request) -> ImageService:
     return request.app[SERVICE]
-
-
-def iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def origin(request: web.Request) -> URL:
@@ -49,25 +44,17 @@ def image_route(record: ImageRecord) -> str:
     return f"/collections/{record.collection}/images/{record.id}/image"
 
 
+_DOCUMENT_FIELDS = (
+    "id", "collection", "image", "time", "content_type", "format", "width", "height", "size", "sha256",
+    "properties", "updated_at", "path",
+)
+
+
 def document(request: web.Request, record: ImageRecord) -> dict[str, Any]:
     """The stored document as both seed APIs answer it."""
-    doc: dict[str, Any] = {
-        "_id": record.id,
-        "id": record.id,
-        "collection": record.collection,
-        "image": record.image,
-        "time": iso(record.time),
-        "content_type": record.content_type,
-        "format": record.format,
-        "width": record.width,
-        "height": record.height,
-        "size": record.size,
-        "sha256": record.sha256,
-        "properties": record.properties,
-        "updated_at": iso(record.updated_at),
-        "path": record.path,
-        "url": absolute(request, image_route(record)),
-    }
+    data = record.to_json()
+    doc: dict[str, Any] = {"_id": record.id, **{name: data[name] for name in _DOCUMENT_FIELDS}}
+    doc["url"] = absolute(request, image_route(record))
     if record.owner is not None:
         doc["owner"] = record.owner
     return doc

@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
 from gateway.metadata.query import Condition, ListQuery
 
 
+# Times are UTC at the millisecond precision MongoDB keeps, so every backend stores the same
+# value; in JSON (the API, the event log, exports) they are ISO 8601 with a `Z`.
+
+
+def to_millis(value: datetime) -> datetime:
+    """`value` in UTC, cut to milliseconds as BSON dates are."""
+    value = value.astimezone(timezone.utc)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
 def utcnow() -> datetime:
-    """Now, at the millisecond precision MongoDB keeps, so every backend stores the same value."""
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    """Now, at the precision every backend stores."""
+    return to_millis(datetime.now(timezone.utc))
+
+
+def iso_time(value: datetime) -> str:
+    """`2024-05-01T12:30:15.123Z`."""
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso_time(raw: str) -> datetime:
+    """An ISO 8601 time as an aware UTC datetime; one without an offset is taken as UTC.
+    `ValueError` if `raw` is not ISO 8601, `OverflowError` if it lies beyond year 9999 in UTC."""
+    parsed = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -38,6 +61,25 @@ class ImageRecord:
 
     def with_properties(self, properties: dict[str, Any], now: datetime) -> ImageRecord:
         return replace(self, properties=properties, updated_at=now, version=self.version + 1)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, in declaration order, as JSON values (times by `iso_time`): what the
+        event log keeps, and what exports and the API documents are made from."""
+        data = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        data["time"] = iso_time(self.time)
+        data["updated_at"] = iso_time(self.updated_at)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImageRecord:
+        """The record `to_json` made."""
+        values = dict(data)
+        values["time"] = parse_iso_time(values["time"])
+        values["updated_at"] = parse_iso_time(values["updated_at"])
+        return cls(**values)
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(ImageRecord))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from gateway.errors import Conflict, NotFound, Unavailable
-from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
+from gateway.metadata.base import CollectionStats, ImageRecord, to_millis, utcnow
 from gateway.metadata.sqlite_thread import SqliteThread, connect
 from gateway.metadata.query import Condition, ListQuery, OWNER_FIELD
 
@@ -60,8 +60,7 @@ _COLUMNS = (
 def _ts(value: datetime) -> str:
     # Fixed width, so text order is time order. Cut to milliseconds as BSON dates are, so stored
     # times and filter bounds compare exactly as they do in MongoDB.
-    value = value.astimezone(timezone.utc)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return to_millis(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _dt(value: str) -> datetime:
