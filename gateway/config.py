@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from gateway.errors import ConfigError
-from gateway.names import COLLECTION_RE
+from gateway.names import COLLECTION_PATTERN, COLLECTION_RE
 
 MiB = 1024 * 1024
 
@@ -353,7 +353,7 @@ def validate(config: Config) -> None:
     require(
         COLLECTION_RE.fullmatch(config.default_collection) is not None and ".." not in config.default_collection,
         "default_collection",
-        "must match ^[a-z0-9][a-z0-9._-]{0,62}$",
+        f"must match ^{COLLECTION_PATTERN}$",
     )
     require(
         config.log_level.lower() in ("debug", "info", "warning", "error"),

@@ -11,11 +11,13 @@ import time
 
 from gateway.errors import Invalid, NotFound
 
-# The patterns as text too, for the places that restate them (OpenAPI, messages, key checks).
+# As text too, for what shows or embeds them (the OpenAPI document, messages, object keys).
 COLLECTION_PATTERN = r"[a-z0-9][a-z0-9._-]{0,62}"
-IMAGE_ID_PATTERN = r"[0-9a-fA-F]{24}"
+# An id as requests may write it; stored and shown in lowercase, as `IMAGE_ID_PATTERN`.
+IMAGE_ID_INPUT_PATTERN = r"[0-9a-fA-F]{24}"
+IMAGE_ID_PATTERN = r"[0-9a-f]{24}"
 COLLECTION_RE = re.compile(COLLECTION_PATTERN)
-IMAGE_ID_RE = re.compile(IMAGE_ID_PATTERN)
+IMAGE_ID_RE = re.compile(IMAGE_ID_INPUT_PATTERN)
 
 
 def collection_name(raw: str) -> str:

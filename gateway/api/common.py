@@ -15,6 +15,7 @@ from yarl import URL
 from gateway.errors import Invalid, RequestTimeout, TooLarge
 from gateway.keys import CONFIG, SERVICE
 from gateway.metadata.base import ImageRecord
+from gateway.names import IMAGE_ID_PATTERN
 from gateway.service import ImageService
 from gateway.api.params import parse_json
 
@@ -69,7 +70,7 @@ def if_match_version(request: web.Request, image_id: str) -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip() == "*":
         return None
-    match = re.fullmatch(r'\s*(?:W/)?"([0-9a-f]{24})\.(\d{1,12})"\s*', raw)
+    match = re.fullmatch(rf'\s*(?:W/)?"({IMAGE_ID_PATTERN})\.(\d{{1,12}})"\s*', raw)
     if match is None or match.group(1) != image_id:
         return -1  # can never match: the update answers 412
     return int(match.group(2))

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import __version__
+from gateway.names import COLLECTION_PATTERN, IMAGE_ID_INPUT_PATTERN, IMAGE_ID_PATTERN
 
 Operation = dict[str, Any]
 Group = dict[str, dict[str, Operation]]
@@ -54,7 +55,7 @@ _IMAGE_SCHEMA = {
     "required": ["id", "collection", "image", "time", "content_type", "width", "height", "size", "sha256", "url"],
     "properties": {
         "_id": {"type": "string"},
-        "id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+        "id": {"type": "string", "pattern": f"^{IMAGE_ID_PATTERN}$"},
         "collection": {"type": "string"},
         "image": {"type": "string", "description": "the uploaded file name, sanitised"},
         "time": {"type": "string", "format": "date-time"},
@@ -89,8 +90,8 @@ def _query_param(name: str, schema: dict[str, Any], description: str) -> dict[st
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
-COLLECTION = _path_param("collection", "^[a-z0-9][a-z0-9._-]{0,62}$", "collection name")
-IMAGE_ID = _path_param("image_id", "^[0-9a-fA-F]{24}$", "image id (24 hex digits)")
+COLLECTION = _path_param("collection", f"^{COLLECTION_PATTERN}$", "collection name")
+IMAGE_ID = _path_param("image_id", f"^{IMAGE_ID_INPUT_PATTERN}$", "image id (24 hex digits)")
 IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}, "description": "an ETag from a previous answer"}
 LIST_PARAMS = [
     _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (default 50)"),

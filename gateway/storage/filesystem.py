@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import BlobNotFound, Conflict, Invalid, Unavailable
+from gateway.names import COLLECTION_PATTERN, IMAGE_ID_PATTERN
 from gateway.storage.signing import UrlSigner
 from gateway.storage.base import BlobInfo
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_ROUTE = "/_objects/"
-_KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}/[0-9a-f]{24}\.[a-z]{3,4}")
+_KEY_RE = re.compile(rf"{COLLECTION_PATTERN}/{IMAGE_ID_PATTERN}\.[a-z]{{3,4}}")
 _CHUNK = 256 * 1024
 
 
