@@ -110,11 +110,12 @@ class MetadataStore(Protocol):
         """One record; `NotFound` if absent."""
 
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
-        """Up to `query.limit` records matching, ordered by (time, id) as `query.descending`
-        says, after `query.after` (a keyset cursor) or `query.skip` records."""
+        """Up to `query.limit` records matching `query.conditions` (and owned by `query.owner`
+        unless None), ordered by (time, id) as `query.descending` says, after `query.after` (a
+        keyset cursor) or `query.skip` records."""
 
-    async def count(self, collection: str, conditions: tuple[Condition, ...]) -> int:
-        """How many records match."""
+    async def count(self, collection: str, conditions: tuple[Condition, ...], *, owner: str | None = None) -> int:
+        """How many records match (and are owned by `owner` unless None)."""
 
     async def replace_properties(self, record: ImageRecord, expected_version: int) -> ImageRecord | None:
         """Store `record`'s properties, updated_at and version if the stored version is still

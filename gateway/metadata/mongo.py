@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
-from gateway.metadata.query import Condition, ListQuery, OWNER_FIELD
+from gateway.metadata.query import Condition, ListQuery
 
 _FIELDS = (
     "collection", "id", "image", "time", "updated_at", "content_type", "format", "width", "height",
@@ -39,16 +39,15 @@ def _to_record(doc: dict[str, Any]) -> ImageRecord:
 
 
 def _condition(condition: Condition) -> dict[str, Any]:
-    if condition.field == OWNER_FIELD:
-        return {"owner": {condition.op: condition.value}}
     field = "time" if condition.field == "time" else f"properties.{condition.field}"
     return {field: {condition.op: condition.value}}
 
 
-def _filter(collection: str, conditions: tuple[Condition, ...]) -> dict[str, Any]:
+def _filter(collection: str, conditions: tuple[Condition, ...], owner: str | None) -> dict[str, Any]:
+    scope: dict[str, Any] = {"collection": collection} if owner is None else {"collection": collection, "owner": owner}
     if not conditions:
-        return {"collection": collection}
-    return {"$and": [{"collection": collection}, *(_condition(c) for c in conditions)]}
+        return scope
+    return {"$and": [scope, *(_condition(c) for c in conditions)]}
 
 
 class MongoMetadataStore:
@@ -96,7 +95,7 @@ class MongoMetadataStore:
         return _to_record(doc)
 
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
-        spec = _filter(collection, query.conditions)
+        spec = _filter(collection, query.conditions, query.owner)
         if query.after is not None:
             op = "$lt" if query.descending else "$gt"
             keyset = {"$or": [{"time": {op: query.after.time}}, {"time": query.after.time, "id": {op: query.after.id}}]}
@@ -106,8 +105,8 @@ class MongoMetadataStore:
         docs = await self._call(cursor.to_list(length=query.limit))
         return [_to_record(doc) for doc in docs]
 
-    async def count(self, collection: str, conditions: tuple[Condition, ...]) -> int:
-        return await self._call(self._images.count_documents(_filter(collection, conditions)))
+    async def count(self, collection: str, conditions: tuple[Condition, ...], *, owner: str | None = None) -> int:
+        return await self._call(self._images.count_documents(_filter(collection, conditions, owner)))
 
     async def replace_properties(self, record: ImageRecord, expected_version: int) -> ImageRecord | None:
         result = await self._call(

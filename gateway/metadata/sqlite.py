@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import CollectionStats, ImageRecord, to_millis, utcnow
 from gateway.metadata.sqlite_thread import SqliteThread, connect
-from gateway.metadata.query import Condition, ListQuery, OWNER_FIELD
+from gateway.metadata.query import Condition, ListQuery
 
 T = TypeVar("T")
 
@@ -127,9 +127,6 @@ def _property_match(key: str, op: str, value: Any, params: list[Any]) -> str:
 
 def _condition(condition: Condition, params: list[Any]) -> str:
     field, op, value = condition.field, condition.op, condition.value
-    if field == OWNER_FIELD:
-        params.append(value)
-        return "owner = ?"
     if field == "time":
         if op == "$exists":
             return "1" if value else "0"
@@ -152,9 +149,13 @@ def _condition(condition: Condition, params: list[Any]) -> str:
     return _property_match(field, op, value, params)
 
 
-def _where(collection: str, conditions: tuple[Condition, ...], params: list[Any]) -> str:
+def _where(collection: str, conditions: tuple[Condition, ...], owner: str | None, params: list[Any]) -> str:
     params.append(collection)
-    clauses = ["collection = ?"] + [_condition(c, params) for c in conditions]
+    clauses = ["collection = ?"]
+    if owner is not None:
+        params.append(owner)
+        clauses.append("owner = ?")
+    clauses += [_condition(c, params) for c in conditions]
     return " AND ".join(clauses)
 
 
@@ -223,7 +224,7 @@ class SqliteMetadataStore(SqliteThread):
 
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
         params: list[Any] = []
-        where = _where(collection, query.conditions, params)
+        where = _where(collection, query.conditions, query.owner, params)
         direction = "DESC" if query.descending else "ASC"
         if query.after is not None:
             op = "<" if query.descending else ">"
@@ -234,9 +235,9 @@ class SqliteMetadataStore(SqliteThread):
         rows = await self._run(lambda: self.db.execute(sql, params).fetchall())
         return [_row_to_record(row) for row in rows]
 
-    async def count(self, collection: str, conditions: tuple[Condition, ...]) -> int:
+    async def count(self, collection: str, conditions: tuple[Condition, ...], *, owner: str | None = None) -> int:
         params: list[Any] = []
-        sql = f"SELECT COUNT(*) FROM images WHERE {_where(collection, conditions, params)}"
+        sql = f"SELECT COUNT(*) FROM images WHERE {_where(collection, conditions, owner, params)}"
         return await self._run(lambda: self.db.execute(sql, params).fetchone()[0])
 
     async def replace_properties(self, record: ImageRecord, expected_version: int) -> ImageRecord | None:
