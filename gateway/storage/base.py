@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 from urllib.parse import quote
+
+from gateway.config import Config
 
 
 # The most keys one `delete_many` takes: S3's DeleteObjects limit, which every backend keeps.
@@ -39,6 +42,12 @@ class BlobStore(Protocol):
     """
 
     name: str
+
+    @classmethod
+    def open(cls, config: Config) -> AbstractAsyncContextManager[Self]:
+        """The store `config` names, for as long as the context lasts: clients opened and the
+        bucket or directory ensured on entry (`Unavailable` if the store cannot be reached),
+        every client closed on exit."""
 
     async def put(
         self,

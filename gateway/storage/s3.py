@@ -17,7 +17,7 @@ import aioboto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.config import S3Config
+from gateway.config import Config
 from gateway.errors import BlobNotFound, Conflict, Unavailable
 from gateway.storage.base import BlobInfo, content_disposition
 
@@ -61,32 +61,33 @@ class S3BlobStore:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, config: S3Config) -> AsyncIterator[S3BlobStore]:
+    async def open(cls, config: Config) -> AsyncIterator[S3BlobStore]:
         """The store with its clients, for the app's lifetime; the bucket is ensured on entry."""
+        s3 = config.storage.s3
         session = aioboto3.Session()
         boto_config = BotoConfig(
             signature_version="s3v4",
-            s3={"addressing_style": config.addressing_style},
+            s3={"addressing_style": s3.addressing_style},
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=5,
             read_timeout=60,
             max_pool_connections=50,
         )
         credentials = {
-            "region_name": config.region,
-            "aws_access_key_id": config.access_key_id,
-            "aws_secret_access_key": config.secret_access_key.reveal() if config.secret_access_key else None,
+            "region_name": s3.region,
+            "aws_access_key_id": s3.access_key_id,
+            "aws_secret_access_key": s3.secret_access_key.reveal() if s3.secret_access_key else None,
             "config": boto_config,
         }
         async with AsyncExitStack() as stack:
-            client = await stack.enter_async_context(session.client("s3", endpoint_url=config.endpoint_url, **credentials))
+            client = await stack.enter_async_context(session.client("s3", endpoint_url=s3.endpoint_url, **credentials))
             presigner = client
-            if config.public_endpoint_url and config.public_endpoint_url != config.endpoint_url:
+            if s3.public_endpoint_url and s3.public_endpoint_url != s3.endpoint_url:
                 presigner = await stack.enter_async_context(
-                    session.client("s3", endpoint_url=config.public_endpoint_url, **credentials)
+                    session.client("s3", endpoint_url=s3.public_endpoint_url, **credentials)
                 )
-            store = cls(client, presigner, config.bucket, config.part_size)
-            await store.ensure_bucket(config.region)
+            store = cls(client, presigner, s3.bucket, s3.part_size)
+            await store.ensure_bucket(s3.region)
             yield store
 
     async def ensure_bucket(self, region: str) -> None:
