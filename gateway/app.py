@@ -14,9 +14,9 @@ from gateway.edge import edge
 from gateway import metrics
 from gateway.api import collections, datasets, feeds, health, signed_downloads, v1
 from gateway.config import Config
-from gateway.events import EventHub, EventWriter, open_event_log
+from gateway.events import EventHub, EventWriter
 from gateway.keys import BLOBS, CONFIG, EVENTS, METADATA, METRICS, SERVICE
-from gateway.metadata import open_metadata_store
+from gateway.metadata import open_metadata
 from gateway.middlewares import errors, request_context
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
@@ -27,11 +27,11 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         measured = app[METRICS]
         blobs = metrics.instrument(await stack.enter_async_context(open_blob_store(config)), measured, "object_store")
-        metadata = metrics.instrument(await stack.enter_async_context(open_metadata_store(config)), measured, "database")
+        store, event_log = await stack.enter_async_context(open_metadata(config))
+        metadata = metrics.instrument(store, measured, "database")
         app[BLOBS] = blobs
         app[METADATA] = metadata
         app[SERVICE] = image_service = ImageService(blobs, metadata, config)
-        event_log = await stack.enter_async_context(open_event_log(config))
         app[EVENTS] = hub = EventHub(event_log, config.events.poll_interval_seconds)
         writer = EventWriter(event_log)
         image_service.listeners += [measured.record_event, writer.publish]

@@ -1,12 +1,15 @@
-"""The metadata contract: image records and collections, whatever database holds them."""
+"""The metadata contract: image records, collections and the event log, whatever database
+holds them."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
+from gateway.config import Config
 from gateway.metadata.query import Condition, ListQuery
 
 
@@ -65,7 +68,7 @@ class ImageRecord:
     def to_json(self) -> dict[str, Any]:
         """Every field, in declaration order, as JSON values (times by `iso_time`): what the
         event log keeps, and what exports and the API documents are made from."""
-        data = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        data = {name: getattr(self, name) for name in RECORD_FIELDS}
         data["time"] = iso_time(self.time)
         data["updated_at"] = iso_time(self.updated_at)
         return data
@@ -79,7 +82,7 @@ class ImageRecord:
         return cls(**values)
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(ImageRecord))
+RECORD_FIELDS = tuple(f.name for f in fields(ImageRecord))
 
 
 @dataclass(frozen=True)
@@ -96,12 +99,23 @@ class MetadataStore(Protocol):
     """Image records, keyed by (collection, id), and the registry of collections.
 
     Implementations translate their driver's errors: a missing record is `NotFound`, a duplicate
-    key `Conflict`, any other failure `Unavailable`. Conditions come from `validation`, so field
+    key `Conflict`, any other failure `Unavailable`. Conditions come from `api.params`, so field
     names are safe; filter semantics follow MongoDB's (an array property matches when any element
     does; `$ne`/`$nin` also match records without the property; `$eq: null` matches a missing one).
     """
 
     name: str
+
+    @classmethod
+    def open(cls, config: Config) -> AbstractAsyncContextManager[Self]:
+        """The store `config` names, for as long as the context lasts: connected, schema or
+        indexes ensured on entry (`Unavailable` if the database cannot be reached), every
+        connection closed on exit."""
+
+    @classmethod
+    def open_with_event_log(cls, config: Config) -> AbstractAsyncContextManager[tuple[Self, EventLog]]:
+        """`open`, together with the event log kept in the same database; where the two can
+        share a client, they do, and it is closed once both are done."""
 
     async def insert(self, record: ImageRecord) -> None:
         """Add a record; `Conflict` if (collection, id) exists."""
@@ -152,3 +166,53 @@ class MetadataStore(Protocol):
 
     async def ping(self) -> None:
         """Raise `Unavailable` unless the database answers."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the event log: what the service did to a record (`kind` is "upload",
+    "update" or "delete") and the record as it was then, numbered by `seq`."""
+
+    seq: int
+    kind: str
+    record: ImageRecord
+
+
+class EventFeed(Protocol):
+    """Events as the database pushes them (a change stream), until `aclose`."""
+
+    def __aiter__(self) -> EventFeed: ...
+
+    async def __anext__(self) -> Event: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class EventLog(Protocol):
+    """The append-only log of image events in the metadata database, shared by every process
+    and replica that uses it. Each event gets a number from one sequence that only grows; the
+    numbers are unique, but where the database draws them before the insert (MongoDB), two
+    writers may commit 6 before 5, so a reader that polls must allow for a short-lived hole.
+    Events older than `events.retention_seconds` are trimmed now and then.
+
+    Implementations translate their driver's errors into `Unavailable`.
+    """
+
+    async def append(self, kind: str, record: ImageRecord) -> int:
+        """Add an event; its sequence number."""
+
+    async def append_many(self, entries: list[tuple[str, ImageRecord]]) -> None:
+        """Add events in one go, numbered in the order given (except any whose number another
+        writer took meanwhile, which are appended one by one after the rest)."""
+
+    async def latest(self) -> int:
+        """The highest sequence number handed out so far (0 when none)."""
+
+    async def read_after(self, seq: int, limit: int) -> list[Event]:
+        """Up to `limit` events numbered above `seq`, in order of number."""
+
+    async def follow(self) -> EventFeed | None:
+        """A push feed of the events appended from now on, or None when the database offers
+        none (then readers poll `read_after`). Once a feed is returned, no later append is
+        missing from it."""

@@ -9,16 +9,22 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from gateway.errors import Conflict, NotFound, Unavailable
-from gateway.metadata.base import CollectionStats, ImageRecord, to_millis, utcnow
-from gateway.metadata.sqlite_thread import SqliteThread, connect
+from gateway.config import Config
+from gateway.errors import Conflict, NotFound
+from gateway.metadata.base import CollectionStats, EventLog, ImageRecord, to_millis, utcnow
 from gateway.metadata.query import Condition, ListQuery
+from gateway.metadata.sqlite_events import SqliteEventLog
+from gateway.metadata.sqlite_thread import SqliteThread, connect
 
-T = TypeVar("T")
+# In the data directory; the event log has its own file, so its appends never wait for the
+# metadata database's write lock.
+DATABASE_FILE = "metadata.sqlite3"
+EVENTS_FILE = "events.sqlite3"
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -162,11 +168,18 @@ def _where(collection: str, conditions: tuple[Condition, ...], owner: str | None
 class SqliteMetadataStore(SqliteThread):
     name = "sqlite"
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        try:
-            return await super()._run(fn, *args)
-        except sqlite3.Error as exc:
-            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, config: Config) -> AsyncIterator[SqliteMetadataStore]:
+        async with cls(config.data_dir / DATABASE_FILE) as store:
+            yield store
+
+    @classmethod
+    @asynccontextmanager
+    async def open_with_event_log(cls, config: Config) -> AsyncIterator[tuple[SqliteMetadataStore, EventLog]]:
+        retention = timedelta(seconds=config.events.retention_seconds)
+        async with cls.open(config) as store, SqliteEventLog(config.data_dir / EVENTS_FILE, retention) as events:
+            yield store, events
 
     def _open(self) -> None:
         db = connect(self._path)
