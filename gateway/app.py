@@ -13,9 +13,9 @@ from gateway import metrics
 from gateway.api import feeds
 from gateway.api.routes import setup_routes
 from gateway.config import Config
-from gateway.events import EventHub, EventWriter, open_event_log
+from gateway.events import EventHub, EventWriter
 from gateway.keys import BLOBS, CONFIG, EVENTS, IN_FLIGHT, LOCAL_FILES, METADATA, METRICS, SERVICE
-from gateway.metadata import open_metadata_store
+from gateway.metadata import open_metadata
 from gateway.middlewares import edge, errors, measure, request_context
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
@@ -31,11 +31,11 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
             # Its files are served by the gateway's signed-download route.
             app[LOCAL_FILES] = store
         blobs = metrics.instrument(store, measured, "object_store")
-        metadata = metrics.instrument(await stack.enter_async_context(open_metadata_store(config)), measured, "database")
+        records, event_log = await stack.enter_async_context(open_metadata(config))
+        metadata = metrics.instrument(records, measured, "database")
         app[BLOBS] = blobs
         app[METADATA] = metadata
         app[SERVICE] = image_service = ImageService(blobs, metadata, config)
-        event_log = await stack.enter_async_context(open_event_log(config))
         app[EVENTS] = hub = EventHub(event_log, config.events.poll_interval_seconds)
         writer = EventWriter(event_log)
         image_service.listeners += [measured.record_event, writer.publish]

@@ -15,14 +15,18 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from gateway.errors import ConfigError
-from gateway.names import COLLECTION_RE
+from gateway.names import COLLECTION_PATTERN, COLLECTION_RE
 
 MiB = 1024 * 1024
+
+# The backends `storage.backend` and `metadata.backend` may name.
+StorageBackend = Literal["filesystem", "s3"]
+MetadataBackend = Literal["sqlite", "mongodb"]
 
 
 class Secret(str):
@@ -67,7 +71,7 @@ class S3Config:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    backend: str = "filesystem"
+    backend: StorageBackend = "filesystem"
     presign_ttl_seconds: int = 3600
     # HMAC key for the filesystem backend's signed download links; generated once and kept in
     # the data directory when not configured.
@@ -77,7 +81,7 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class MetadataConfig:
-    backend: str = "sqlite"
+    backend: MetadataBackend = "sqlite"
     mongodb_url: Secret | None = None
     mongodb_db: str = "image_gateway"
 
@@ -223,6 +227,11 @@ def _cast(value: Any, hint: Any, key: str) -> Any:
             return None
         (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
         return _cast(value, inner, key)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{key}: must be {' or '.join(repr(choice) for choice in choices)}")
+        return value
     if origin is tuple:
         # A comma-separated string from the environment, or a YAML list.
         items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
@@ -354,8 +363,6 @@ def validate(config: Config) -> None:
         if not condition:
             raise ConfigError(f"{key}: {message}")
 
-    require(config.storage.backend in ("filesystem", "s3"), "storage.backend", "must be 'filesystem' or 's3'")
-    require(config.metadata.backend in ("sqlite", "mongodb"), "metadata.backend", "must be 'sqlite' or 'mongodb'")
     require(0 <= config.server.port <= 65535, "server.port", "must be between 0 and 65535")
     require(
         1 <= config.storage.presign_ttl_seconds <= 7 * 24 * 3600,
@@ -370,7 +377,7 @@ def validate(config: Config) -> None:
     require(
         COLLECTION_RE.fullmatch(config.default_collection) is not None and ".." not in config.default_collection,
         "default_collection",
-        "must match ^[a-z0-9][a-z0-9._-]{0,62}$",
+        f"must match ^{COLLECTION_PATTERN}$",
     )
     require(
         config.log_level.lower() in ("debug", "info", "warning", "error"),

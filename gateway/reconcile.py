@@ -26,12 +26,11 @@ from typing import Any
 from gateway.errors import GatewayError, NotFound
 from gateway.metadata.base import ImageRecord
 from gateway.service import ImageService
-from gateway.storage.base import BlobInfo, collection_prefix
+from gateway.storage.base import DELETE_MANY_LIMIT, BlobInfo, collection_prefix
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = timedelta(minutes=15)
-_DELETE_BATCH = 1000
 _SAMPLES = 100
 
 
@@ -156,7 +155,7 @@ class Reconciler:
             self.summary.problem("orphan_object", blob.key, fixed=False)
             return
         self._orphans.append(blob.key)
-        if len(self._orphans) >= _DELETE_BATCH:
+        if len(self._orphans) >= DELETE_MANY_LIMIT:
             await self._flush_orphans()
 
     async def _flush_orphans(self) -> None:

@@ -18,18 +18,17 @@ import logging
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
-
-from bson import ObjectId
 
 from gateway.config import Config
 from gateway.errors import Conflict, Forbidden, GatewayError, NotFound, PreconditionFailed, TooLarge
 from gateway.images import ImageInspector
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
-from gateway.storage.base import BlobStore, collection_prefix, object_key
+from gateway.storage.base import DELETE_MANY_LIMIT, BlobStore, collection_prefix, object_key
 from gateway.metadata.query import ListQuery, owned_by
+from gateway.names import new_image_id
 from gateway.properties import merge_patch
 from gateway.properties import validate_properties as valid_properties
 
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 
 # Control characters (C0, DEL, C1), line and paragraph separators, quotes and path separators.
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f-\x9f\u2028\u2029"\\/]')
-_DELETE_BATCH = 1000
 _UPDATE_ATTEMPTS = 10
 
 # Told of every acknowledged change: ("upload" | "update" | "delete", the record). Listeners
@@ -98,7 +96,7 @@ class Upload:
         self.collection = collection
         self.owner = owner
         # An import keeps the archive's id and time; everything else gets fresh ones.
-        self.id = image_id or str(ObjectId())
+        self.id = image_id or new_image_id()
         self._time = time
         # True when an insert found the id taken by a record naming our very key: that object
         # is the other record's, and must not be discarded with our failed upload.
@@ -255,9 +253,8 @@ class ImageService:
 
     async def find(self, collection: str, query: ListQuery, *, with_total: bool, scope: Scope = EVERYONE) -> Page:
         query = scope.query(query)
-        probe = ListQuery(query.conditions, query.limit + 1, query.skip, query.descending, query.after)
-        records = await self.meta.find(collection, probe)
-        total = await self.meta.count(collection, query.conditions) if with_total else None
+        records = await self.meta.find(collection, replace(query, limit=query.limit + 1))
+        total = await self.meta.count(collection, query.conditions, owner=query.owner) if with_total else None
         return Page(records[: query.limit], len(records) > query.limit, total)
 
     async def replace_properties(
@@ -320,7 +317,7 @@ class ImageService:
         batch: list[str] = []
         async for blob in self.blobs.list(collection_prefix(collection)):
             batch.append(blob.key)
-            if len(batch) == _DELETE_BATCH:
+            if len(batch) == DELETE_MANY_LIMIT:
                 await self.blobs.delete_many(batch)
                 objects += len(batch)
                 batch = []

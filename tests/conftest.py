@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import Config
-from gateway.metadata import open_metadata_store
-from gateway.metadata.base import MetadataStore
+from gateway.metadata import open_metadata, open_metadata_store
+from gateway.metadata.base import EventLog, MetadataStore
 from gateway.storage import open_blob_store
 from gateway.storage.base import BlobStore
 from tests import peers
@@ -70,6 +70,19 @@ async def metadata_store(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
     config = make_config(tmp_path, metadata_overrides(request, request.param))
     async with open_metadata_store(config) as store:
         yield store
+
+
+@pytest.fixture(params=METADATA_BACKENDS)
+def metadata_config(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
+    """The configuration of one metadata backend, for tests that open it more than once."""
+    return make_config(tmp_path, metadata_overrides(request, request.param))
+
+
+@pytest.fixture
+async def event_log(metadata_config: Config) -> AsyncIterator[EventLog]:
+    """The event log as the app opens it: together with the metadata store, on one connection."""
+    async with open_metadata(metadata_config) as (_store, log):
+        yield log
 
 
 @pytest.fixture(params=APP_BACKENDS)

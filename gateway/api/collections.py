@@ -16,7 +16,6 @@ from gateway.api.common import (
     document,
     etag,
     if_match_version,
-    iso,
     multipart,
     next_part,
     part_chunks,
@@ -30,6 +29,7 @@ from gateway.api.openapi import IF_MATCH, LIST_PARAMS, REDIRECT, image_ok, json_
 from gateway.errors import Invalid, TooLarge, Unsupported
 from gateway.keys import BLOBS, CONFIG, METADATA, USER_ID
 from gateway.api.params import encode_cursor, list_query, no_query, parse_json
+from gateway.metadata.base import iso_time
 from gateway.metadata.query import Cursor
 from gateway.names import collection_name, image_id
 
@@ -91,8 +91,8 @@ async def get_collection(request: web.Request) -> web.Response:
             "name": stats.name,
             "documents": stats.documents,
             "bytes": stats.bytes,
-            "created_at": iso(stats.created_at),
-            "updated_at": iso(stats.updated_at),
+            "created_at": iso_time(stats.created_at),
+            "updated_at": iso_time(stats.updated_at),
         }
     )
 

@@ -9,7 +9,6 @@ import binascii
 import re
 import warnings
 from collections.abc import AsyncIterator, Awaitable
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, MultipartReader, web
@@ -19,6 +18,7 @@ from yarl import URL
 from gateway.errors import Invalid, RequestTimeout, TooLarge
 from gateway.keys import CONFIG, SCOPE, SERVICE
 from gateway.metadata.base import ImageRecord
+from gateway.names import IMAGE_ID_PATTERN
 from gateway.service import EVERYONE, ImageService, Scope
 from gateway.api.params import parse_json
 
@@ -33,10 +33,6 @@ def service(request: web.Request) -> ImageService:
 def scope(request: web.Request) -> Scope:
     """Whose images this caller reaches (set by the auth middleware; everyone's without it)."""
     return request.get(SCOPE, EVERYONE)
-
-
-def iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def origin(request: web.Request) -> URL:
@@ -58,25 +54,17 @@ def image_route(request: web.Request, record: ImageRecord) -> str:
     return str(request.app.router["images.download"].url_for(collection=record.collection, image_id=record.id))
 
 
+_DOCUMENT_FIELDS = (
+    "id", "collection", "image", "time", "content_type", "format", "width", "height", "size", "sha256",
+    "properties", "updated_at", "path",
+)
+
+
 def document(request: web.Request, record: ImageRecord) -> dict[str, Any]:
     """The stored document as both seed APIs answer it."""
-    doc: dict[str, Any] = {
-        "_id": record.id,
-        "id": record.id,
-        "collection": record.collection,
-        "image": record.image,
-        "time": iso(record.time),
-        "content_type": record.content_type,
-        "format": record.format,
-        "width": record.width,
-        "height": record.height,
-        "size": record.size,
-        "sha256": record.sha256,
-        "properties": record.properties,
-        "updated_at": iso(record.updated_at),
-        "path": record.path,
-        "url": absolute(request, image_route(request, record)),
-    }
+    data = record.to_json()
+    doc: dict[str, Any] = {"_id": record.id, **{name: data[name] for name in _DOCUMENT_FIELDS}}
+    doc["url"] = absolute(request, image_route(request, record))
     if record.owner is not None:
         doc["owner"] = record.owner
     return doc
@@ -91,7 +79,7 @@ def if_match_version(request: web.Request, image_id: str) -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip() == "*":
         return None
-    match = re.fullmatch(r'\s*(?:W/)?"([0-9a-f]{24})\.(\d{1,12})"\s*', raw)
+    match = re.fullmatch(rf'\s*(?:W/)?"({IMAGE_ID_PATTERN})\.(\d{{1,12}})"\s*', raw)
     if match is None or match.group(1) != image_id:
         return -1  # can never match: the update answers 412
     return int(match.group(2))

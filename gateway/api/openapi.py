@@ -23,7 +23,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.api.params import MAX_LIMIT, MAX_SKIP, OPERATORS, SORT_ORDERS
 from gateway.metadata.query import DEFAULT_LIMIT
-from gateway.names import COLLECTION_RE, IMAGE_ID_RE
+from gateway.names import COLLECTION_PATTERN, IMAGE_ID_INPUT_PATTERN, IMAGE_ID_PATTERN
 
 Spec = dict[str, Any]
 H = TypeVar("H", bound=Callable[..., Any])
@@ -62,7 +62,7 @@ _IMAGE_SCHEMA = {
     "required": ["id", "collection", "image", "time", "content_type", "width", "height", "size", "sha256", "url"],
     "properties": {
         "_id": {"type": "string"},
-        "id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+        "id": {"type": "string", "pattern": f"^{IMAGE_ID_PATTERN}$"},
         "collection": {"type": "string"},
         "image": {"type": "string", "description": "the uploaded file name, sanitised"},
         "time": {"type": "string", "format": "date-time"},
@@ -103,8 +103,8 @@ def path_param(name: str, schema: dict[str, Any], description: str) -> Spec:
 
 # Every path parameter the routes use, by name; a route with another name fails the document.
 PATH_PARAMETERS = {
-    "collection": path_param("collection", {"type": "string", "pattern": f"^{COLLECTION_RE.pattern}$"}, "collection name"),
-    "image_id": path_param("image_id", {"type": "string", "pattern": f"^{IMAGE_ID_RE.pattern}$"}, "image id (24 hex digits)"),
+    "collection": path_param("collection", {"type": "string", "pattern": f"^{COLLECTION_PATTERN}$"}, "collection name"),
+    "image_id": path_param("image_id", {"type": "string", "pattern": f"^{IMAGE_ID_INPUT_PATTERN}$"}, "image id (24 hex digits)"),
     "key": path_param("key", {"type": "string"}, "object key"),
 }
 IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}, "description": "an ETag from a previous answer"}

@@ -11,10 +11,11 @@ import base64
 import binascii
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from gateway.errors import Invalid, NotFound
+from gateway.metadata.base import iso_time, parse_iso_time
 from gateway.metadata.query import DEFAULT_LIMIT, Condition, Cursor, ListQuery
 from gateway.names import image_id
 from gateway.properties import check_key, check_value
@@ -45,13 +46,9 @@ def parse_time(raw: Any, where: str) -> datetime:
     if not isinstance(raw, str):
         raise Invalid(f"{where}: times are ISO 8601 strings", code="invalid_filter")
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+        return parse_iso_time(raw)
     except ValueError:
         raise Invalid(f"{where}: not an ISO 8601 time", code="invalid_filter") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    try:
-        return parsed.astimezone(timezone.utc)
     except OverflowError:  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
         raise Invalid(f"{where}: time out of range", code="invalid_filter") from None
 
@@ -116,7 +113,7 @@ def _integer(raw: str, name: str, low: int, high: int) -> int:
 
 
 def encode_cursor(cursor: Cursor, descending: bool) -> str:
-    payload = json.dumps({"t": cursor.time.isoformat(), "i": cursor.id, "d": descending}, separators=(",", ":"))
+    payload = json.dumps({"t": iso_time(cursor.time), "i": cursor.id, "d": descending}, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gateway.errors import Conflict, GatewayError, Invalid, NotFound, TooLarge, Unavailable
-from gateway.metadata.base import ImageRecord
+from gateway.metadata.base import ImageRecord, parse_iso_time, to_millis
 from gateway.datasets.progress import Progress
 from gateway.service import ImageService
 from gateway.names import IMAGE_ID_RE
@@ -72,15 +72,12 @@ def _parse_time(raw: Any) -> datetime | None:
         if isinstance(raw, (int, float)) and not isinstance(raw, bool):
             value = datetime.fromtimestamp(raw / 1000, timezone.utc)
         elif isinstance(raw, str):
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            value = parse_iso_time(raw)
         else:
             raise ValueError
+        return to_millis(value)
     except (ValueError, OverflowError, OSError):
         raise Invalid("the entry's time is not an ISO 8601 date", code="invalid_time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def _entry(doc: Any, ours: bool) -> Entry:

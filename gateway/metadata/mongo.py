@@ -2,26 +2,31 @@
 
 Records live in one collection, `images`, whose `_id` is `<collection>/<id>`: the object key
 without its extension. Ids are unique per collection, not globally, so an export imported into
-another collection keeps its ids. `collections` holds the registry (generation, drop state).
+another collection keeps its ids. `collections` holds the registry (generation, drop state), and
+`events`/`event_sequence` the event log (`mongo_events`).
+
+The store and the event log take the client they run on (one connection pool to the database);
+whoever opened it closes it: `open` and `open_with_event_log` do both.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
-from gateway.errors import Conflict, NotFound, Unavailable
-from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
-from gateway.metadata.query import Condition, ListQuery, OWNER_FIELD
+from gateway.config import Config
+from gateway.errors import Conflict, NotFound
+from gateway.metadata.base import RECORD_FIELDS, CollectionStats, EventLog, ImageRecord, utcnow
+from gateway.metadata.mongo_client import Client, connect, unavailable_on_failure
+from gateway.metadata.mongo_events import MongoEventLog
+from gateway.metadata.query import Condition, ListQuery
 
-_FIELDS = (
-    "collection", "id", "image", "time", "updated_at", "content_type", "format", "width", "height",
-    "size", "sha256", "path", "properties", "owner", "version",
-)
 
 
 def _doc_id(collection: str, image_id: str) -> str:
@@ -29,62 +34,67 @@ def _doc_id(collection: str, image_id: str) -> str:
 
 
 def _to_doc(record: ImageRecord) -> dict[str, Any]:
-    doc = {name: getattr(record, name) for name in _FIELDS}
+    doc = {name: getattr(record, name) for name in RECORD_FIELDS}
     doc["_id"] = _doc_id(record.collection, record.id)
     return doc
 
 
 def _to_record(doc: dict[str, Any]) -> ImageRecord:
-    return ImageRecord(**{name: doc.get(name) for name in _FIELDS if name in doc})
+    return ImageRecord(**{name: doc.get(name) for name in RECORD_FIELDS if name in doc})
 
 
 def _condition(condition: Condition) -> dict[str, Any]:
-    if condition.field == OWNER_FIELD:
-        return {"owner": {condition.op: condition.value}}
     field = "time" if condition.field == "time" else f"properties.{condition.field}"
     return {field: {condition.op: condition.value}}
 
 
-def _filter(collection: str, conditions: tuple[Condition, ...]) -> dict[str, Any]:
+def _filter(collection: str, conditions: tuple[Condition, ...], owner: str | None) -> dict[str, Any]:
+    scope: dict[str, Any] = {"collection": collection} if owner is None else {"collection": collection, "owner": owner}
     if not conditions:
-        return {"collection": collection}
-    return {"$and": [{"collection": collection}, *(_condition(c) for c in conditions)]}
+        return scope
+    return {"$and": [scope, *(_condition(c) for c in conditions)]}
 
 
 class MongoMetadataStore:
     name = "mongodb"
 
-    def __init__(self, url: str, database: str, *, timeout_ms: int = 5000):
-        # tz_aware: datetimes come back as UTC-aware, equal to what was stored.
-        self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
-            appname="image-gateway",
-        )
-        self._db = self._client[database]
+    def __init__(self, client: Client, database: str):
+        self._client = client
+        self._db = client[database]
         self._images = self._db["images"]
         self._collections = self._db["collections"]
 
-    async def __aenter__(self) -> MongoMetadataStore:
-        try:
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, config: Config) -> AsyncIterator[MongoMetadataStore]:
+        async with connect(config) as client:
+            store = cls(client, config.metadata.mongodb_db)
+            await store.ensure_indexes()
+            yield store
+
+    @classmethod
+    @asynccontextmanager
+    async def open_with_event_log(cls, config: Config) -> AsyncIterator[tuple[MongoMetadataStore, EventLog]]:
+        async with connect(config) as client:
+            store = cls(client, config.metadata.mongodb_db)
+            await store.ensure_indexes()
+            events = MongoEventLog(client, config.metadata.mongodb_db, timedelta(seconds=config.events.retention_seconds))
+            await events.ensure_indexes()
+            yield store, events
+
+    async def ensure_indexes(self) -> None:
+        with unavailable_on_failure():
             await self._images.create_index([("collection", ASCENDING), ("time", DESCENDING), ("id", DESCENDING)], name="collection_time_id")
             await self._images.create_index([("collection", ASCENDING), ("path", ASCENDING)], name="collection_path")
             await self._images.create_index([("sha256", ASCENDING)], name="sha256")
-        except PyMongoError as exc:
-            await self._client.close()
-            raise Unavailable(f"the metadata database is unreachable ({exc.__class__.__name__})", code="database_unavailable") from exc
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._client.close()
 
     # Every driver call goes through here so failures surface as one error type.
     async def _call(self, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except DuplicateKeyError:
-            raise Conflict("an image with that id exists", code="image_exists") from None
-        except PyMongoError as exc:
-            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
+        with unavailable_on_failure():
+            try:
+                return await awaitable
+            except DuplicateKeyError:
+                raise Conflict("an image with that id exists", code="image_exists") from None
 
     async def insert(self, record: ImageRecord) -> None:
         await self._call(self._images.insert_one(_to_doc(record)))
@@ -96,7 +106,7 @@ class MongoMetadataStore:
         return _to_record(doc)
 
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
-        spec = _filter(collection, query.conditions)
+        spec = _filter(collection, query.conditions, query.owner)
         if query.after is not None:
             op = "$lt" if query.descending else "$gt"
             keyset = {"$or": [{"time": {op: query.after.time}}, {"time": query.after.time, "id": {op: query.after.id}}]}
@@ -106,8 +116,8 @@ class MongoMetadataStore:
         docs = await self._call(cursor.to_list(length=query.limit))
         return [_to_record(doc) for doc in docs]
 
-    async def count(self, collection: str, conditions: tuple[Condition, ...]) -> int:
-        return await self._call(self._images.count_documents(_filter(collection, conditions)))
+    async def count(self, collection: str, conditions: tuple[Condition, ...], *, owner: str | None = None) -> int:
+        return await self._call(self._images.count_documents(_filter(collection, conditions, owner)))
 
     async def replace_properties(self, record: ImageRecord, expected_version: int) -> ImageRecord | None:
         result = await self._call(
@@ -133,23 +143,20 @@ class MongoMetadataStore:
 
     async def records(self, collection: str | None = None) -> AsyncIterator[ImageRecord]:
         spec = {} if collection is None else {"collection": collection}
-        try:
+        with unavailable_on_failure():
             async for doc in self._images.find(spec).sort("path", ASCENDING).batch_size(500):
                 yield _to_record(doc)
-        except PyMongoError as exc:
-            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
 
     async def ensure_collection(self, name: str) -> str:
         upsert = {"$setOnInsert": {"generation": secrets.token_hex(8), "state": "active", "created_at": utcnow()}}
-        try:
-            doc = await self._collections.find_one_and_update(
-                {"_id": name}, upsert, upsert=True, return_document=ReturnDocument.AFTER
-            )
-        except DuplicateKeyError:
-            # Two first uploads raced to create the entry; the other one won, so read theirs.
-            doc = await self._call(self._collections.find_one({"_id": name}))
-        except PyMongoError as exc:
-            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
+        with unavailable_on_failure():
+            try:
+                doc = await self._collections.find_one_and_update(
+                    {"_id": name}, upsert, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:
+                # Two first uploads raced to create the entry; the other one won, so read theirs.
+                doc = await self._collections.find_one({"_id": name})
         if doc["state"] != "active":
             raise Conflict("the collection is being deleted", code="collection_dropping")
         return doc["generation"]

@@ -19,15 +19,11 @@ class Condition:
     value: Any
 
 
-# The field of the condition on the record's owner; no property key can start with `$`.
-OWNER_FIELD = "$owner"
-
-
 def owned_by(query: ListQuery, owner: str | None) -> ListQuery:
     """The query limited to one owner's records; unchanged for None."""
     if owner is None:
         return query
-    return replace(query, conditions=(*query.conditions, Condition(OWNER_FIELD, "$eq", owner)))
+    return replace(query, owner=owner)
 
 
 @dataclass(frozen=True)
@@ -43,3 +39,6 @@ class ListQuery:
     skip: int = 0
     descending: bool = True
     after: Cursor | None = None
+    # Only this user's records (`auth.scope: user`); None for everyone's. The record's owner,
+    # never a property named "owner".
+    owner: str | None = None

@@ -9,16 +9,22 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from gateway.errors import Conflict, NotFound, Unavailable
-from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
-from gateway.metadata.sqlite_thread import OnItsThread, connect
-from gateway.metadata.query import Condition, ListQuery, OWNER_FIELD
+from gateway.config import Config
+from gateway.errors import Conflict, NotFound
+from gateway.metadata.base import CollectionStats, EventLog, ImageRecord, to_millis, utcnow
+from gateway.metadata.query import Condition, ListQuery
+from gateway.metadata.sqlite_events import SqliteEventLog
+from gateway.metadata.sqlite_thread import SqliteThread, connect
 
-T = TypeVar("T")
+# In the data directory; the event log has its own file, so its appends never wait for the
+# metadata database's write lock.
+DATABASE_FILE = "metadata.sqlite3"
+EVENTS_FILE = "events.sqlite3"
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -60,8 +66,7 @@ _COLUMNS = (
 def _ts(value: datetime) -> str:
     # Fixed width, so text order is time order. Cut to milliseconds as BSON dates are, so stored
     # times and filter bounds compare exactly as they do in MongoDB.
-    value = value.astimezone(timezone.utc)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return to_millis(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _dt(value: str) -> datetime:
@@ -128,9 +133,6 @@ def _property_match(key: str, op: str, value: Any, params: list[Any]) -> str:
 
 def _condition(condition: Condition, params: list[Any]) -> str:
     field, op, value = condition.field, condition.op, condition.value
-    if field == OWNER_FIELD:
-        params.append(value)
-        return "owner = ?"
     if field == "time":
         if op == "$exists":
             return "1" if value else "0"
@@ -153,20 +155,31 @@ def _condition(condition: Condition, params: list[Any]) -> str:
     return _property_match(field, op, value, params)
 
 
-def _where(collection: str, conditions: tuple[Condition, ...], params: list[Any]) -> str:
+def _where(collection: str, conditions: tuple[Condition, ...], owner: str | None, params: list[Any]) -> str:
     params.append(collection)
-    clauses = ["collection = ?"] + [_condition(c, params) for c in conditions]
+    clauses = ["collection = ?"]
+    if owner is not None:
+        params.append(owner)
+        clauses.append("owner = ?")
+    clauses += [_condition(c, params) for c in conditions]
     return " AND ".join(clauses)
 
 
-class SqliteMetadataStore(OnItsThread):
+class SqliteMetadataStore(SqliteThread):
     name = "sqlite"
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        try:
-            return await super()._run(fn, *args)
-        except sqlite3.Error as exc:
-            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, config: Config) -> AsyncIterator[SqliteMetadataStore]:
+        async with cls(config.data_dir / DATABASE_FILE) as store:
+            yield store
+
+    @classmethod
+    @asynccontextmanager
+    async def open_with_event_log(cls, config: Config) -> AsyncIterator[tuple[SqliteMetadataStore, EventLog]]:
+        retention = timedelta(seconds=config.events.retention_seconds)
+        async with cls.open(config) as store, SqliteEventLog(config.data_dir / EVENTS_FILE, retention) as events:
+            yield store, events
 
     def _open(self) -> None:
         db = connect(self._path)
@@ -224,7 +237,7 @@ class SqliteMetadataStore(OnItsThread):
 
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
         params: list[Any] = []
-        where = _where(collection, query.conditions, params)
+        where = _where(collection, query.conditions, query.owner, params)
         direction = "DESC" if query.descending else "ASC"
         if query.after is not None:
             op = "<" if query.descending else ">"
@@ -235,9 +248,9 @@ class SqliteMetadataStore(OnItsThread):
         rows = await self._run(lambda: self.db.execute(sql, params).fetchall())
         return [_row_to_record(row) for row in rows]
 
-    async def count(self, collection: str, conditions: tuple[Condition, ...]) -> int:
+    async def count(self, collection: str, conditions: tuple[Condition, ...], *, owner: str | None = None) -> int:
         params: list[Any] = []
-        sql = f"SELECT COUNT(*) FROM images WHERE {_where(collection, conditions, params)}"
+        sql = f"SELECT COUNT(*) FROM images WHERE {_where(collection, conditions, owner, params)}"
         return await self._run(lambda: self.db.execute(sql, params).fetchone()[0])
 
     async def replace_properties(self, record: ImageRecord, expected_version: int) -> ImageRecord | None:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 from urllib.parse import quote
+
+from gateway.config import Config
+
+
+# The most keys one `delete_many` takes: S3's DeleteObjects limit, which every backend keeps.
+DELETE_MANY_LIMIT = 1000
 
 
 def object_key(collection: str, image_id: str, extension: str) -> str:
@@ -37,6 +44,12 @@ class BlobStore(Protocol):
 
     name: str
 
+    @classmethod
+    def open(cls, config: Config) -> AbstractAsyncContextManager[Self]:
+        """The store `config` names, for as long as the context lasts: clients opened and the
+        bucket or directory ensured on entry (`Unavailable` if the store cannot be reached),
+        every client closed on exit."""
+
     async def put(
         self,
         key: str,
@@ -57,7 +70,7 @@ class BlobStore(Protocol):
         """Remove `key`; removing a missing key is not an error."""
 
     async def delete_many(self, keys: list[str]) -> None:
-        """Remove up to 1000 keys at once; missing keys are not an error."""
+        """Remove up to `DELETE_MANY_LIMIT` keys at once; missing keys are not an error."""
 
     def list(self, prefix: str) -> AsyncIterator[BlobInfo]:
         """Every object whose key starts with `prefix`, in key order, streamed page by page."""

@@ -14,18 +14,24 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from gateway.config import Config
 from gateway.errors import BlobNotFound, Conflict, Invalid, Unavailable
-from gateway.storage.signing import UrlSigner
+from gateway.names import COLLECTION_PATTERN, IMAGE_ID_PATTERN
 from gateway.storage.base import BlobInfo
+from gateway.storage.signing import UrlSigner, load_or_create_secret
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_ROUTE = "/_objects/"
-_KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}/[0-9a-f]{24}\.[a-z]{3,4}")
+# In the data directory.
+OBJECTS_DIRECTORY = "objects"
+SECRET_FILE = ".signing_key"
+_KEY_RE = re.compile(rf"{COLLECTION_PATTERN}/{IMAGE_ID_PATTERN}\.[a-z]{{3,4}}")
 _CHUNK = 256 * 1024
 
 
@@ -38,6 +44,16 @@ class FilesystemBlobStore:
         self._signer = signer
         self._tmp.mkdir(parents=True, exist_ok=True)
         log.warning("filesystem object store at %s: for development and single-host use", self.root)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, config: Config) -> AsyncIterator[FilesystemBlobStore]:
+        """The store under `<data_dir>/objects`. Links are signed with `storage.signing_secret`,
+        else with a key generated once into the data directory, which every process sharing
+        the directory reads."""
+        secret = config.storage.signing_secret
+        key = secret.reveal().encode() if secret else await asyncio.to_thread(load_or_create_secret, config.data_dir / SECRET_FILE)
+        yield cls(config.data_dir / OBJECTS_DIRECTORY, UrlSigner(key))
 
     def local_path(self, key: str) -> Path:
         """The file for `key`; refuses anything that is not a well-formed key inside the root."""

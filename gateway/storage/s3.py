@@ -17,7 +17,7 @@ import aioboto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.config import S3Config
+from gateway.config import Config
 from gateway.errors import BlobNotFound, Conflict, Unavailable
 from gateway.storage.base import BlobInfo, content_disposition
 
@@ -27,8 +27,9 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 _CHUNK = 256 * 1024
 
 
-class _Failure:
-    """Translate botocore's errors at the boundary: a missing key, or an unavailable store."""
+class _ErrorTranslator:
+    """`with _ErrorTranslator("do x"):` turns botocore's errors into the gateway's at the
+    boundary: a missing key, an existing one, or an unavailable store that failed to do x."""
 
     def __init__(self, action: str):
         self.action = action
@@ -60,36 +61,37 @@ class S3BlobStore:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, config: S3Config) -> AsyncIterator[S3BlobStore]:
+    async def open(cls, config: Config) -> AsyncIterator[S3BlobStore]:
         """The store with its clients, for the app's lifetime; the bucket is ensured on entry."""
+        s3 = config.storage.s3
         session = aioboto3.Session()
         boto_config = BotoConfig(
             signature_version="s3v4",
-            s3={"addressing_style": config.addressing_style},
+            s3={"addressing_style": s3.addressing_style},
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=5,
             read_timeout=60,
             max_pool_connections=50,
         )
         credentials = {
-            "region_name": config.region,
-            "aws_access_key_id": config.access_key_id,
-            "aws_secret_access_key": config.secret_access_key.reveal() if config.secret_access_key else None,
+            "region_name": s3.region,
+            "aws_access_key_id": s3.access_key_id,
+            "aws_secret_access_key": s3.secret_access_key.reveal() if s3.secret_access_key else None,
             "config": boto_config,
         }
         async with AsyncExitStack() as stack:
-            client = await stack.enter_async_context(session.client("s3", endpoint_url=config.endpoint_url, **credentials))
+            client = await stack.enter_async_context(session.client("s3", endpoint_url=s3.endpoint_url, **credentials))
             presigner = client
-            if config.public_endpoint_url and config.public_endpoint_url != config.endpoint_url:
+            if s3.public_endpoint_url and s3.public_endpoint_url != s3.endpoint_url:
                 presigner = await stack.enter_async_context(
-                    session.client("s3", endpoint_url=config.public_endpoint_url, **credentials)
+                    session.client("s3", endpoint_url=s3.public_endpoint_url, **credentials)
                 )
-            store = cls(client, presigner, config.bucket, config.part_size)
-            await store.ensure_bucket(config.region)
+            store = cls(client, presigner, s3.bucket, s3.part_size)
+            await store.ensure_bucket(s3.region)
             yield store
 
     async def ensure_bucket(self, region: str) -> None:
-        with _Failure("check the bucket"):
+        with _ErrorTranslator("check the bucket"):
             try:
                 await self._client.head_bucket(Bucket=self.bucket)
                 return
@@ -119,18 +121,18 @@ class S3BlobStore:
             if len(buffer) >= self._part_size:
                 await self._put_multipart(key, buffer, iterator, headers)
                 return
-        with _Failure("store the object"):
+        with _ErrorTranslator("store the object"):
             # If-None-Match: a put never replaces an object; keys are never reused.
             await self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer), IfNoneMatch="*", **headers)
 
     async def _put_multipart(self, key: str, buffer: bytearray, rest: AsyncIterator[bytes], headers: dict[str, str]) -> None:
-        with _Failure("start a multipart upload"):
+        with _ErrorTranslator("start a multipart upload"):
             upload = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **headers)
         upload_id = upload["UploadId"]
         parts: list[dict[str, Any]] = []
 
         async def send(body: bytes) -> None:
-            with _Failure("store a part"):
+            with _ErrorTranslator("store a part"):
                 answer = await self._client.upload_part(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=len(parts) + 1, Body=body,
                     ChecksumAlgorithm="SHA256",
@@ -148,7 +150,7 @@ class S3BlobStore:
                     del buffer[: self._part_size]
             if buffer or not parts:
                 await send(bytes(buffer))
-            with _Failure("complete a multipart upload"):
+            with _ErrorTranslator("complete a multipart upload"):
                 await self._client.complete_multipart_upload(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
                 )
@@ -161,7 +163,7 @@ class S3BlobStore:
             raise
 
     async def get(self, key: str) -> AsyncIterator[bytes]:
-        with _Failure("read the object"):
+        with _ErrorTranslator("read the object"):
             answer = await self._client.get_object(Bucket=self.bucket, Key=key)
             # Read through the StreamingBody: entering it yields the raw aiohttp response.
             body = answer["Body"]
@@ -170,13 +172,13 @@ class S3BlobStore:
                     yield chunk
 
     async def delete(self, key: str) -> None:
-        with _Failure("delete the object"):
+        with _ErrorTranslator("delete the object"):
             await self._client.delete_object(Bucket=self.bucket, Key=key)
 
     async def delete_many(self, keys: list[str]) -> None:
         if not keys:
             return
-        with _Failure("delete objects"):
+        with _ErrorTranslator("delete objects"):
             answer = await self._client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
             )
@@ -187,7 +189,7 @@ class S3BlobStore:
 
     async def list(self, prefix: str) -> AsyncIterator[BlobInfo]:
         paginator = self._client.get_paginator("list_objects_v2")
-        with _Failure("list objects"):
+        with _ErrorTranslator("list objects"):
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     yield BlobInfo(item["Key"], item["Size"], item["LastModified"])
@@ -196,7 +198,7 @@ class S3BlobStore:
         # MinIO lists a bucket's multipart uploads only without a prefix, so the filter is ours.
         found = 0
         paginator = self._client.get_paginator("list_multipart_uploads")
-        with _Failure("list incomplete uploads"):
+        with _ErrorTranslator("list incomplete uploads"):
             async for page in paginator.paginate(Bucket=self.bucket):
                 for upload in page.get("Uploads", []):
                     if not upload["Key"].startswith(prefix) or upload["Initiated"] >= older_than:
@@ -207,7 +209,7 @@ class S3BlobStore:
         return found
 
     async def presign(self, key: str, *, ttl: int, content_type: str, filename: str) -> str:
-        with _Failure("sign a link"):
+        with _ErrorTranslator("sign a link"):
             return await self._presigner.generate_presigned_url(
                 "get_object",
                 Params={
@@ -220,5 +222,5 @@ class S3BlobStore:
             )
 
     async def ping(self) -> None:
-        with _Failure("answer"):
+        with _ErrorTranslator("answer"):
             await asyncio.wait_for(self._client.head_bucket(Bucket=self.bucket), timeout=3)

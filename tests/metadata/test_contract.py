@@ -20,6 +20,7 @@ from gateway.metadata.base import ImageRecord, MetadataStore
 from gateway.storage.base import object_key
 from gateway.api.params import parse_filter
 from gateway.metadata.query import Cursor, ListQuery
+from tests.protocols import assert_implements
 
 BASE = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -75,6 +76,10 @@ def ids(records: list[ImageRecord]) -> list[str]:
 async def insert_all(store: MetadataStore, records: list[ImageRecord], batch: int = 50) -> None:
     for start in range(0, len(records), batch):
         await asyncio.gather(*(store.insert(record) for record in records[start : start + batch]))
+
+
+async def test_the_backend_implements_the_protocol(metadata_store: MetadataStore) -> None:
+    assert_implements(metadata_store, MetadataStore)
 
 
 # --- records ----------------------------------------------------------------------------------

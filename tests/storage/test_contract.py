@@ -18,6 +18,7 @@ from gateway.storage.signing import UrlSigner
 from gateway.storage.base import BlobStore, object_key
 from gateway.storage.filesystem import DOWNLOAD_ROUTE, FilesystemBlobStore
 from tests.helpers import make_config
+from tests.protocols import assert_implements
 
 MiB = 1024 * 1024
 # Larger than the default 8 MiB part size (and S3's 5 MiB minimum), so S3 backends upload in parts.
@@ -68,6 +69,10 @@ def disposition_filename(header: str) -> str:
         assert charset.upper() == "UTF-8"
         return unquote(encoded, encoding="utf-8", errors="strict")
     return params["filename"].strip('"')
+
+
+async def test_the_backend_implements_the_protocol(blob_store: BlobStore) -> None:
+    assert_implements(blob_store, BlobStore)
 
 
 # --- put / get --------------------------------------------------------------------------------
