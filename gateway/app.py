@@ -12,7 +12,7 @@ from gateway.api import openapi
 from gateway.auth.middleware import auth_context, authenticate
 from gateway.edge import edge
 from gateway import metrics
-from gateway.api import collections, datasets, feeds, health, signed_downloads, v1
+from gateway.api import collections, datasets, feeds, gallery, health, signed_downloads, v1
 from gateway.config import Config
 from gateway.events import EventHub, EventWriter, open_event_log
 from gateway.keys import BLOBS, CONFIG, EVENTS, METADATA, METRICS, SERVICE
@@ -62,6 +62,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(v1.routes())
     app.add_routes(datasets.routes())
     app.add_routes(openapi.routes())
+    app.add_routes(gallery.routes())
     if config.storage.backend == "filesystem":
         app.add_routes(signed_downloads.routes())
     return app

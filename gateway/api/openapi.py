@@ -289,8 +289,21 @@ def _datasets_group() -> Group:
     }
 
 
+def _gallery_group() -> Group:
+    tag = "gallery"
+    html = {"200": {"description": "the gallery page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+    page = {"get": operation("The gallery: browse, upload, edit and delete images in a browser", tag=tag, ok=html, public=True)}
+    asset = {"200": {"description": "a script, style sheet or vendored library of the gallery"}}
+    name = _path_param("name", ".+", "a file of the gallery")
+    return {
+        "/gallery": page,
+        "/gallery/": page,
+        "/gallery/{name}": {"get": operation("A static file of the gallery", tag=tag, ok=asset, errors=(404,), parameters=[name], public=True)},
+    }
+
+
 # Add a group here for every module that registers routes.
-GROUPS: list[Group] = [_edge_group(), _collections_group(), _v1_group(), _objects_group(), _operations_group(), _datasets_group()]
+GROUPS: list[Group] = [_edge_group(), _collections_group(), _v1_group(), _objects_group(), _operations_group(), _datasets_group(), _gallery_group()]
 
 
 def described() -> dict[str, dict[str, Operation]]:
