@@ -997,8 +997,17 @@ function removedElsewhere(id) {
 function updatedElsewhere(doc) {
   grid.update(doc);
   learn([doc]);
+  const open = state.detail;
+  // Our own save comes back through the feed too; only someone else's change is news.
+  if (!open || open.doc.id !== doc.id || open.doc.updated_at === doc.updated_at) return;
+  if (open.dirty) {
+    $("detail-status").textContent = "This image was just changed elsewhere; saving will show you their values first.";
+    return;
+  }
   // The feed's document has no ETag: ask for it, so a later save still pins the version.
-  if (state.detail && state.detail.doc.id === doc.id && !state.detail.dirty) openDetail(doc, { push: false });
+  json(imagePath(doc.collection, doc.id)).then(({ body, response }) => {
+    if (state.detail && state.detail.doc.id === doc.id && !state.detail.dirty) showDetail(body, response.headers.get("ETag"));
+  }, () => {});
 }
 
 // --- sign-in --------------------------------------------------------------------------------

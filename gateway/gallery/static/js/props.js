@@ -59,6 +59,7 @@ export class PropertyEditor {
 
   set(properties) {
     this.rows.replaceChildren();
+    this.counter = 0;
     for (const [key, value] of Object.entries(properties || {})) this.addRow(key, typeOf(value), display(typeOf(value), value));
   }
 

@@ -1,0 +1,28 @@
+"""Chromium for the gallery tests, as tests/test_browser.py launches it (Debian's build, by path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _missing
+
+GALLERY_ARTIFACTS = ARTIFACTS / "gallery"
+
+
+@pytest.fixture
+async def chromium() -> Any:
+    if not CHROMIUM.is_file():
+        _missing(f"{CHROMIUM} is not installed: run `make browser` (apt-get install chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        _missing("playwright is not installed: pip install -e '.[test]'")
+    GALLERY_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()
