@@ -6,9 +6,17 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import APP_BACKENDS, app_overrides
 from tests.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _missing
 
 GALLERY_ARTIFACTS = ARTIFACTS / "gallery"
+TIMEOUT = 30_000
+
+
+@pytest.fixture(params=APP_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Config overrides of one backend pair: embedded, or MinIO+FerretDB."""
+    return app_overrides(request, request.param)
 
 
 @pytest.fixture

@@ -15,17 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from gateway.app import create_app
 from gateway.keys import BLOBS
 from tests.auth.conftest import API_KEYS, WRITER_KEY
-from tests.conftest import APP_BACKENDS, app_overrides, make_config, merge
-from tests.gallery.conftest import GALLERY_ARTIFACTS
+from tests.conftest import make_config, merge
+from tests.gallery.conftest import GALLERY_ARTIFACTS, TIMEOUT
 from tests.helpers import jpeg, noisy_jpeg
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core-4.14.1" / "axe.min.js"
-TIMEOUT = 30_000
 
 DROP = """([selector, files]) => {
   const transfer = new DataTransfer();
@@ -40,7 +38,7 @@ DROP = """([selector, files]) => {
 }"""
 DECODED = """(count) => {
   const images = [...document.querySelectorAll(".tile:not([hidden]) img")];
-  return images.length === count && images.every((img) => img.complete && img.naturalWidth > 0);
+  return images.length === count && images.every((img) => img.complete && img.naturalWidth > 0 && img.classList.contains("loaded"));
 }"""
 TILES = "document.querySelectorAll('.tile:not([hidden])').length"
 
@@ -48,11 +46,6 @@ TILES = "document.querySelectorAll('.tile:not([hidden])').length"
 def tiles(test: str) -> str:
     # A function, not an expression: Playwright would eval an expression, which the CSP forbids.
     return f"() => {TILES} {test}"
-
-
-@pytest.fixture(params=APP_BACKENDS)
-def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return app_overrides(request, request.param)
 
 
 class Watch:

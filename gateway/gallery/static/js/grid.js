@@ -191,7 +191,12 @@ export class VirtualGrid {
     tile.querySelector(".name").textContent = doc.image || doc.id;
     tile.title = `${doc.image || doc.id} — ${doc.width}×${doc.height}`;
     if (tile.cancel) tile.cancel();
-    tile.cancel = showThumb(tile.querySelector("img"), doc);
+    const img = tile.querySelector("img");
+    // Rows in view first; the overscan rows can wait behind them.
+    const top = this.scroller.scrollTop;
+    const row = Math.floor(position / this.columns) * this.rowHeight;
+    img.fetchPriority = row + this.rowHeight > top && row < top + this.scroller.clientHeight ? "high" : "low";
+    tile.cancel = showThumb(img, doc);
   }
 
   release(position, tile) {

@@ -77,7 +77,11 @@ export function needsFetch() {
 export function showThumb(img, doc) {
   const { thumb, preview, renditions } = sources(doc);
   img.classList.remove("loaded", "failed");
-  const onLoad = () => img.classList.add("loaded");
+  const onLoad = () => {
+    img.classList.add("loaded");
+    // User Timing: how long until the first picture shows (read by the scale test).
+    if (!performance.getEntriesByName("gallery:first-thumbnail").length) performance.mark("gallery:first-thumbnail");
+  };
   const onError = () => img.classList.add("failed");
   img.onload = onLoad;
   img.onerror = onError;

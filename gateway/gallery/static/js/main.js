@@ -174,6 +174,7 @@ function readURL() {
 
 // --- collections ----------------------------------------------------------------------------
 
+// The names come first; counts and sizes follow in the background, so the grid need not wait.
 async function loadCollections() {
   let names;
   try {
@@ -190,7 +191,7 @@ async function loadCollections() {
   const worker = async () => {
     for (let entry = missing.shift(); entry; entry = missing.shift()) await refreshStats(entry.name);
   };
-  await Promise.all([worker(), worker(), worker(), worker()]);
+  Promise.all([worker(), worker(), worker(), worker()]);
   return entries.map((entry) => entry.name);
 }
 
@@ -208,7 +209,7 @@ async function refreshStats(name) {
 let statsTimer = 0;
 function refreshStatsSoon(name) {
   clearTimeout(statsTimer);
-  statsTimer = setTimeout(() => (state.collections.has(name) ? refreshStats(name) : loadCollections()), 500);
+  statsTimer = setTimeout(() => (state.collections.has(name) ? refreshStats(name) : loadCollections()), 200);
 }
 
 function renderCollections() {
@@ -266,8 +267,10 @@ function renderSummary() {
   const entry = state.collections.get(state.collection);
   const loaded = grid.items.length;
   let text;
-  if (!state.filters.length && entry && entry.documents !== undefined) text = `${formatCount(entry.documents, "image")} · ${formatBytes(entry.bytes)}`;
-  else if (grid.total !== null) text = formatCount(grid.total, "image");
+  // The listing's own count (kept current by uploads and deletes seen here) beats the stats.
+  const count = grid.total !== null ? grid.total : !state.filters.length && entry ? entry.documents : undefined;
+  if (count !== undefined && !state.filters.length && entry && entry.bytes !== undefined) text = `${formatCount(count, "image")} · ${formatBytes(entry.bytes)}`;
+  else if (count !== undefined) text = formatCount(count, "image");
   else text = `${formatCount(loaded, "image")}${state.next ? " shown, more below" : " match"}`;
   $("summary").textContent = text;
   $("empty").hidden = loaded > 0 || !!state.loading;
@@ -441,6 +444,12 @@ $("filter-key").addEventListener("change", async () => {
   if (!key) return;
   const values = await valuesOf(key);
   $("filter-values").replaceChildren(...values.slice(0, 100).map((v) => Object.assign(document.createElement("option"), { value: typeof v === "string" ? v : JSON.stringify(v) })));
+});
+
+$("filter-toggle").addEventListener("click", () => {
+  const open = document.body.classList.toggle("filters-open");
+  $("filter-toggle").setAttribute("aria-expanded", String(open));
+  if (open) $("filter-key").focus();
 });
 
 $("filter-op").addEventListener("change", () => {
@@ -1085,10 +1094,13 @@ window.addEventListener("popstate", () => {
 
 async function start() {
   const openId = readURL();
+  // A collection named in the URL is listed at once, beside the sidebar's requests.
+  const view = state.collection ? loadView(openId) : null;
   const names = await loadCollections();
-  if (!state.collection) state.collection = names[0] || null;
+  if (view) return view;
+  state.collection = names[0] || null;
   writeURL();
-  await loadView(openId);
+  return loadView(openId);
 }
 
 async function boot() {
