@@ -100,16 +100,20 @@ async def test_gallery_upload_browse_edit_delete_and_live(chromium: Any, aiohttp
     csp = (await client.get("/gallery")).headers["Content-Security-Policy"]
     assert "script-src 'self';" in csp and "unsafe-inline" not in csp
 
-    # Three images dropped on the grid, with a property for the batch.
+    # Three images dropped on the grid, and a file that is no image, with a property for the batch.
     files = [(f"alps-{i}.jpg", base64.b64encode(jpeg((640, 480), seed=40 * i + 7)).decode()) for i in range(3)]
+    files.append(("notes.jpg", base64.b64encode(b"shopping list: bread, milk\n" * 40).decode()))
     await page.evaluate(DROP, ["#grid", files])
-    await page.get_by_role("button", name="Upload 3 files").wait_for(timeout=TIMEOUT)
+    await page.get_by_role("button", name="Upload 4 files").wait_for(timeout=TIMEOUT)
     await page.get_by_text("Properties for this batch").click()
     await page.locator("#batch-props").get_by_role("button", name="Add property").click()
     await page.get_by_label("Batch property 1 key").fill("trip")
     await page.get_by_label("Batch property 1 value").fill("alps")
-    await page.get_by_role("button", name="Upload 3 files").click()
+    await page.get_by_role("button", name="Upload 4 files").click()
     await page.wait_for_function("() => document.querySelectorAll('.upload-item[data-state=done]').length === 3", timeout=TIMEOUT)
+    refused = page.locator(".upload-item[data-state=refused]")
+    await refused.wait_for(timeout=TIMEOUT)
+    assert "notes.jpg" in await refused.inner_text() and "Refused: not an image" in await refused.inner_text()
 
     # One large image from the picker, without the batch property: tus when the server offers it.
     async with aiohttp.ClientSession() as session:
