@@ -7,8 +7,10 @@ import {
 } from "./api.js";
 import { VirtualGrid } from "./grid.js";
 import { showPreview } from "./images.js";
+import { LiveFeed } from "./live.js";
 import { PropertyEditor, mergePatch } from "./props.js";
 import { Uploads } from "./upload.js";
+import { applyMergePatch, filterDocument, matches, sortParam } from "./view.js";
 
 const PAGE = 100;
 const IN_LIMIT = 100; // the API's bound on an $in list
@@ -93,58 +95,6 @@ function confirmDialog(title, text, ok = "Delete") {
     dialog.showModal();
     $("confirm-cancel").focus();
   });
-}
-
-function filterDocument(filters = state.filters) {
-  const doc = {};
-  for (const [key, op, value] of filters) {
-    doc[key] = doc[key] && typeof doc[key] === "object" ? doc[key] : {};
-    doc[key][op] = value;
-  }
-  return doc;
-}
-
-function sortParam(sort = state.sort) {
-  if (sort === "time" || sort === "-time") return sort;
-  const [, key, direction] = sort.match(/^prop:(.+):(-?1)$/) || [];
-  return key ? JSON.stringify({ [key]: Number(direction) }) : "-time";
-}
-
-function lookup(doc, key) {
-  if (key === "time") return doc.time;
-  let value = doc.properties;
-  for (const part of key.split(".")) {
-    if (value === null || typeof value !== "object" || !(part in value)) return undefined;
-    value = value[part];
-  }
-  return value;
-}
-
-// Whether a document (from the live feed) belongs in the current view's filter.
-function matches(doc) {
-  return state.filters.every(([key, op, want]) => {
-    const have = lookup(doc, key);
-    switch (op) {
-      case "$exists": return (have !== undefined) === want;
-      case "$eq": return have === want;
-      case "$ne": return have !== want;
-      case "$gt": return have !== undefined && have > want;
-      case "$gte": return have !== undefined && have >= want;
-      case "$lt": return have !== undefined && have < want;
-      case "$lte": return have !== undefined && have <= want;
-      default: return true;
-    }
-  });
-}
-
-function applyMergePatch(target, patch) {
-  const result = { ...target };
-  for (const [key, value] of Object.entries(patch)) {
-    if (value === null) delete result[key];
-    else if (typeof value === "object" && !Array.isArray(value) && result[key] && typeof result[key] === "object") result[key] = applyMergePatch(result[key], value);
-    else result[key] = value;
-  }
-  return result;
 }
 
 // --- the URL is the view ------------------------------------------------------------------
@@ -258,8 +208,8 @@ const grid = new VirtualGrid($("grid"), {
 });
 
 function listingPath() {
-  const params = new URLSearchParams({ limit: String(PAGE), sort: sortParam() });
-  if (state.filters.length) params.set("filter", JSON.stringify(filterDocument()));
+  const params = new URLSearchParams({ limit: String(PAGE), sort: sortParam(state.sort) });
+  if (state.filters.length) params.set("filter", JSON.stringify(filterDocument(state.filters)));
   return `${collectionPath(state.collection)}/images?${params}`;
 }
 
@@ -889,7 +839,7 @@ function arrived(doc, collection = doc.collection) {
     renderCollections();
   }
   refreshStatsSoon(collection);
-  if (collection !== state.collection || grid.get(doc.id) || !matches(doc)) return;
+  if (collection !== state.collection || grid.get(doc.id) || !matches(doc, state.filters)) return;
   learn([doc]);
   if (state.sort === "-time") grid.prepend(doc);
   else if (state.sort === "time" && !state.next) grid.append([doc]);
@@ -922,75 +872,17 @@ document.addEventListener("drop", (event) => {
 
 // --- live updates ---------------------------------------------------------------------------
 
-const live = { socket: null, collection: null, retry: 0, timer: 0, polling: 0 };
-
-function connectLive() {
-  const collection = state.collection;
-  if (live.collection === collection && live.socket && live.socket.readyState <= 1) return;
-  disconnectLive();
-  if (!collection) return;
-  live.collection = collection;
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const socket = new WebSocket(`${scheme}//${location.host}${collectionPath(collection)}/events`);
-  let subscribed = false;
-  live.socket = socket;
-  socket.onmessage = (message) => {
-    let event;
-    try {
-      event = JSON.parse(message.data);
-    } catch {
-      return;
-    }
-    if (event.event === "subscribed") {
-      subscribed = true;
-      live.retry = 0;
-      document.body.dataset.live = "socket";
-      return;
-    }
-    if (event.collection !== state.collection) return;
+const live = new LiveFeed({
+  onMode: (mode) => (document.body.dataset.live = mode),
+  onEvent: (event) => {
     if (event.event === "upload") arrived(event.document);
     else if (event.event === "delete") removedElsewhere(event.id);
     else if (event.event === "update") updatedElsewhere(event.document);
-  };
-  socket.onclose = () => {
-    if (live.socket !== socket) return;
-    live.socket = null;
-    // A browser cannot put a header on a WebSocket: with authentication on the feed refuses
-    // it, and the page falls back to asking for the newest page now and then.
-    if (!subscribed && credential.get()) {
-      startPolling(collection);
-      return;
-    }
-    live.retry = Math.min(live.retry + 1, 6);
-    live.timer = setTimeout(connectLive, 500 * 2 ** live.retry);
-  };
-}
+  },
+});
 
-function disconnectLive() {
-  clearTimeout(live.timer);
-  clearInterval(live.polling);
-  live.polling = 0;
-  if (live.socket) {
-    const socket = live.socket;
-    live.socket = null;
-    socket.close();
-  }
-  live.collection = null;
-}
-
-function startPolling(collection) {
-  document.body.dataset.live = "polling";
-  clearInterval(live.polling);
-  live.polling = setInterval(async () => {
-    if (collection !== state.collection || document.hidden) return;
-    try {
-      const params = new URLSearchParams({ limit: "20", sort: "-time" });
-      const { body } = await json(`${collectionPath(collection)}/images?${params}`);
-      for (const doc of body.reverse()) if (!grid.get(doc.id)) arrived(doc);
-    } catch {
-      // the next round tries again
-    }
-  }, 5000);
+function connectLive() {
+  live.connect(state.collection, (id) => !!grid.get(id));
 }
 
 function removedElsewhere(id) {
@@ -1041,7 +933,7 @@ $("sign-in-cancel").addEventListener("click", () => $("sign-in").close());
 $("sign-out").addEventListener("click", () => {
   credential.clear();
   renderWho();
-  disconnectLive();
+  live.disconnect();
   state.collections.clear();
   renderCollections();
   grid.setItems([]);
@@ -1064,7 +956,7 @@ $("sign-in-form").addEventListener("submit", async (event) => {
   $("sign-in-secret").value = "";
   $("sign-in").close();
   renderWho();
-  disconnectLive();
+  live.disconnect();
   await start();
 });
 
@@ -1082,7 +974,16 @@ function closeNav() {
 $("nav-toggle").addEventListener("click", () => {
   const open = document.body.classList.toggle("nav-open");
   $("nav-toggle").setAttribute("aria-expanded", String(open));
+  const current = document.querySelector(".collection[aria-current]") || document.querySelector(".collection");
+  if (open && current) current.focus();
 });
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && document.body.classList.contains("nav-open")) {
+    closeNav();
+    $("nav-toggle").focus();
+  }
+});
+$("main").addEventListener("click", () => document.body.classList.contains("nav-open") && closeNav());
 
 window.addEventListener("popstate", () => {
   const openId = readURL();
