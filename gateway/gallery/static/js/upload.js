@@ -24,8 +24,8 @@ function loadTus() {
 }
 
 function explainRefusal(error) {
-  if (error.status === 413) return `Refused: too large. ${error.message}`;
-  if (error.status === 415) return `Refused: not an image this gateway accepts. ${error.message}`;
+  if (error.status === 413) return `Refused: too large (${error.message})`;
+  if (error.status === 415) return `Refused: not an image this gateway accepts (${error.message})`;
   if (error.status === 400) return `Refused: ${error.message}`;
   return error.explain();
 }
@@ -173,6 +173,7 @@ export class Uploads {
           if (doc) this.onUploaded(doc, collection);
         } catch (exc) {
           item.state = "refused";
+          item.li.querySelector("progress").hidden = true;
           item.say(exc instanceof ApiError ? explainRefusal(exc) : `Failed: ${exc.message}`, "refused");
         }
       }
