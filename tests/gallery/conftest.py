@@ -7,10 +7,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import APP_BACKENDS, app_overrides
-from tests.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _missing
+from tests.gallery.browser import FILE_RESPONSE_CANCEL, GALLERY_ARTIFACTS
+from tests.test_browser import CHROMIUM, FLAGS, _missing
 
-GALLERY_ARTIFACTS = ARTIFACTS / "gallery"
-TIMEOUT = 30_000
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/gallery/" in item.nodeid:
+            item.add_marker(pytest.mark.filterwarnings(FILE_RESPONSE_CANCEL))
 
 
 @pytest.fixture(params=APP_BACKENDS)

@@ -20,7 +20,7 @@ from gateway.app import create_app
 from gateway.keys import BLOBS
 from tests.auth.conftest import API_KEYS, WRITER_KEY
 from tests.conftest import make_config, merge
-from tests.gallery.conftest import GALLERY_ARTIFACTS, TIMEOUT
+from tests.gallery.browser import GALLERY_ARTIFACTS, TIMEOUT
 from tests.helpers import jpeg, noisy_jpeg
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core-4.14.1" / "axe.min.js"

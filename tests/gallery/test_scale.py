@@ -12,19 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gateway.app import create_app
 from gateway.keys import SERVICE
 from tests.conftest import make_config
-from tests.gallery.conftest import TIMEOUT
+from tests.gallery.browser import TIMEOUT
 from tests.helpers import jpeg
 
-# Scrolling fast cancels image requests mid-flight. aiohttp's FileResponse (the filesystem
-# backend's signed downloads) opens the file in an executor; a cancel that lands during that
-# await drops the open file to the garbage collector, which closes it with a ResourceWarning.
-# That is aiohttp's, reported with this branch; nothing stays open.
-pytestmark = pytest.mark.filterwarnings("ignore:Exception ignored in. <_io.FileIO:pytest.PytestUnraisableExceptionWarning")
 SCALE = int(os.environ.get("GALLERY_SCALE", "1000"))
 # Rows in view plus the overscan either side, at 1440x900: far below the collection's size.
 MAX_TILES = 120
