@@ -72,7 +72,7 @@ def test_every_routed_handler_carries_an_operation(tmp_path: Path, backend: str)
     assert missing == []
     # Public is what the operation says, and only probes, docs, metrics and signed links are.
     assert {p for _, p in openapi.public_routes(app)} == {
-        "/", "/openapi.json", "/docs", "/docs/{file}", "/health", "/ready", "/metrics", *(["/_objects/{key}"] if backend == "filesystem" else []),
+        "/", "/openapi.json", "/docs", "/docs/{file}", "/gallery", "/gallery/", "/gallery/{name}", "/health", "/ready", "/metrics", *(["/_objects/{key}"] if backend == "filesystem" else []),
     }  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import metrics
-from gateway.api import collections, datasets, docs, feeds, health, openapi, signed_downloads, v1
+from gateway.api import collections, datasets, docs, feeds, gallery, health, openapi, signed_downloads, v1
 from gateway.config import Config
 from gateway.keys import METRICS
 from gateway.middlewares import Handler
@@ -37,6 +37,9 @@ def setup_routes(app: web.Application, config: Config) -> None:
     add("/openapi.json", "openapi", get=openapi.openapi_json)
     add("/docs", "docs", get=docs.docs)
     add("/docs/{file}", "docs_file", get=docs.docs_file)
+    add("/gallery", "gallery", get=gallery.index)
+    add("/gallery/", "gallery_slash", get=gallery.index)
+    add("/gallery/{name:.+}", "gallery_file", get=gallery.asset)
     add("/health", "health", get=health.health)
     add("/ready", "ready", get=health.ready)
     # metrics.py stays below the API, so its handler gets its operation here.
