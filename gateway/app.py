@@ -15,9 +15,10 @@ from gateway import metrics
 from gateway.api import collections, datasets, feeds, health, signed_downloads, v1
 from gateway.config import Config
 from gateway.events import EventHub, EventWriter, open_event_log
-from gateway.keys import BLOBS, CONFIG, EVENTS, METADATA, METRICS, SERVICE
+from gateway.keys import BLOBS, CONFIG, EVENTS, METADATA, METRICS, RENDITIONS, SERVICE
 from gateway.metadata import open_metadata_store
 from gateway.middlewares import errors, request_context
+from gateway.renditions.service import RenditionService
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
 
@@ -31,6 +32,8 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
         app[BLOBS] = blobs
         app[METADATA] = metadata
         app[SERVICE] = image_service = ImageService(blobs, metadata, config)
+        app[RENDITIONS] = renditions = RenditionService(image_service, config, measured)
+        stack.callback(renditions.close)
         event_log = await stack.enter_async_context(open_event_log(config))
         app[EVENTS] = hub = EventHub(event_log, config.events.poll_interval_seconds)
         writer = EventWriter(event_log)

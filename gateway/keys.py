@@ -9,6 +9,7 @@ from gateway.config import Config
 from gateway.events import EventHub
 from gateway.metadata.base import MetadataStore
 from gateway.metrics import Metrics
+from gateway.renditions.service import RenditionService
 from gateway.service import ImageService
 from gateway.storage.base import BlobStore
 
@@ -19,6 +20,7 @@ SERVICE = web.AppKey("service", ImageService)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
 EVENTS = web.AppKey("events", EventHub)
+RENDITIONS = web.AppKey("renditions", RenditionService)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # The authenticated caller's id, recorded as the image's `owner`.

@@ -218,7 +218,7 @@ async def delete_image(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.Response:
-    no_query(request.query)
+    # The query is the rendition's (or empty, for the original): redirect_to_object checks it.
     return await redirect_to_object(request, *_target(request))
 
 

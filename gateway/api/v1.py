@@ -72,7 +72,6 @@ async def delete_image(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.Response:
-    no_query(request.query)
     return await redirect_to_object(request, _collection(request), image_id(request.match_info["image_id"]))
 
 

@@ -1,0 +1,109 @@
+"""Renditions as the service makes them: look in the object store, render when absent, store,
+presign. The object is the cache, shared by every replica.
+
+Order of writes: a rendition is stored only for an image whose record exists, and checked again
+after the store; if the image was deleted meanwhile the rendition is removed at once (and, should
+that fail, `reconcile` removes it, as it does any rendition whose image is gone). Puts never
+replace: a replica that loses the race to store the same rendition gets `Conflict` and serves
+the winner's object, which is the same rendition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from gateway.config import Config
+from gateway.errors import Conflict, GatewayError, NotFound, TooLarge
+from gateway.metadata.base import ImageRecord
+from gateway.renditions.render import Rendered, Renderer
+from gateway.renditions.spec import Spec, Wanted, resolve
+from gateway.service import ImageService
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class RenditionService:
+    def __init__(self, images: ImageService, config: Config, metrics: Metrics | None = None):
+        self.images = images
+        self.config = config
+        self.metrics = metrics
+        settings = config.renditions
+        on_queue = metrics.render_queue.set if metrics is not None else None
+        self.renderer = Renderer(settings.workers, settings.queue_size, config.limits.max_image_pixels, on_queue)
+        # One render per rendition key in this process; later askers await the first one.
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+
+    def close(self) -> None:
+        self.renderer.close()
+
+    async def url(self, collection: str, image_id: str, wanted: Wanted, accept: str = "") -> tuple[str, Spec]:
+        """A presigned URL of the rendition (made first if it does not exist), and its spec."""
+        record = await self.images.get(collection, image_id)
+        spec = resolve(wanted, record.format, accept, self.config.renditions.max_dimension)
+        key = spec.key(collection, image_id)
+        if await self._exists(key):
+            if self.metrics is not None:
+                self.metrics.rendition_cache_hits.inc()
+        else:
+            await self._make_once(record, spec, key)
+        filename = f"{PurePosixPath(record.image).stem or record.id}.{spec.format.extension}"
+        url = await self.images.blobs.presign(
+            key, ttl=self.config.storage.presign_ttl_seconds, content_type=spec.format.content_type, filename=filename
+        )
+        return url, spec
+
+    async def _exists(self, key: str) -> bool:
+        # A listing with the key as its prefix: one request, and no store method beyond the contract.
+        async for blob in self.images.blobs.list(key):
+            if blob.key == key:
+                return True
+        return False
+
+    async def _make_once(self, record: ImageRecord, spec: Spec, key: str) -> None:
+        task = self._in_flight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._make(record, spec, key))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        # Shielded: a client that leaves must not cancel the render others are waiting for.
+        await asyncio.shield(task)
+
+    async def _make(self, record: ImageRecord, spec: Spec, key: str) -> None:
+        limit = self.config.limits.max_image_pixels
+        if record.width * record.height > limit:
+            # Never decoded: the record's size (from the upload's header) is over the limit.
+            raise TooLarge(f"the image has {record.width}x{record.height} pixels, more than the limit of {limit}", code="too_many_pixels")
+        rendered = await self.renderer.run(lambda: self._source(record), spec)
+        if self.metrics is not None:
+            self.metrics.renditions_rendered.labels(spec.format.name).inc()
+            self.metrics.render_seconds.observe(rendered.seconds)
+        await self._store(record, spec, key, rendered)
+
+    async def _source(self, record: ImageRecord) -> bytes:
+        return b"".join([chunk async for chunk in self.images.blobs.get(record.path)])
+
+    async def _store(self, record: ImageRecord, spec: Spec, key: str, rendered: Rendered) -> None:
+        blobs = self.images.blobs
+
+        async def body() -> AsyncIterator[bytes]:
+            yield rendered.data
+
+        try:
+            await blobs.put(key, body(), content_type=spec.format.content_type, filename=PurePosixPath(key).name)
+        except Conflict:
+            return  # another replica stored it first; theirs is served
+        try:
+            await self.images.get(record.collection, record.id)
+        except NotFound:
+            try:
+                await blobs.delete(key)
+            except GatewayError:
+                log.warning("rendition %s of a deleted image stays for reconcile", key)
+            raise
