@@ -37,7 +37,7 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
         event_log = await stack.enter_async_context(open_event_log(config))
         app[EVENTS] = hub = EventHub(event_log, config.events.poll_interval_seconds)
         writer = EventWriter(event_log)
-        image_service.listeners += [measured.record_event, writer.publish]
+        image_service.listeners += [measured.record_event, writer.publish, renditions.record_event]
         tasks = [asyncio.create_task(hub.run()), asyncio.create_task(writer.run())]
         try:
             yield

@@ -221,15 +221,15 @@ def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
 
 
 def _avif_size(head: bytes) -> tuple[int, int] | None:
-    """An AVIF's displayed size from its `meta` box: the primary image's `ispe` (the largest, as
-    a grid's is larger than its tiles', an alpha plane's equal), turned by an `irot`."""
+    """An AVIF's size from its `meta` box: the primary image's `ispe` (the largest, as a grid's
+    is larger than its tiles', an alpha plane's equal). As Pillow reports it, before any `irot`
+    turn, just as a JPEG's size is before its EXIF orientation."""
     for kind, payload, end in _boxes(head, 0, len(head)):
         if kind != b"meta":
             continue
         if end > len(head):
             return None
         widths: list[tuple[int, int]] = []
-        turned = False
         # `meta` is a full box (4 bytes of version and flags); `iprp` holds `ipco`, the properties.
         for inner, start, stop in _boxes(head, payload + 4, end):
             if inner != b"iprp":
@@ -240,12 +240,7 @@ def _avif_size(head: bytes) -> tuple[int, int] | None:
                 for prop, prop_start, prop_end in _boxes(head, group_start, group_end):
                     if prop == b"ispe" and prop_end - prop_start >= 12:
                         widths.append(struct.unpack(">II", head[prop_start + 4 : prop_start + 12]))
-                    elif prop == b"irot" and prop_end > prop_start:
-                        turned = turned or bool(head[prop_start] & 1)
-        if not widths:
-            return None
-        width, height = max(widths, key=lambda size: size[0] * size[1])
-        return (height, width) if turned else (width, height)
+        return max(widths, key=lambda size: size[0] * size[1]) if widths else None
     return None
 
 

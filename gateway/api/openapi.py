@@ -67,6 +67,7 @@ _IMAGE_SCHEMA = {
         "sha256": {"type": "string"},
         "path": {"type": "string"},
         "url": {"type": "string", "description": "this image's download route"},
+        "thumbnail_url": {"type": ["string", "null"], "description": "the download route of the `thumb` preset's rendition (null without that preset)"},
         "owner": {"type": "string", "description": "the authenticated uploader"},
         "properties": {"type": "object"},
     },
@@ -98,6 +99,18 @@ LIST_PARAMS = [
     _query_param("sort", {"type": "string", "enum": ["time", "-time"]}, "order by upload time"),
     _query_param("filter", {"type": "string"}, "a JSON object of property conditions ($eq $ne $gt $gte $lt $lte $in $nin $exists)"),
     _query_param("cursor", {"type": "string"}, "the `next` cursor of a previous page (see the Link header)"),
+]
+# Supabase's render parameters (and presets); any of them makes the download a rendition.
+RENDITION_PARAMS = [
+    _query_param("width", {"type": "integer", "minimum": 1}, "rendition width in pixels, at most renditions.max_dimension (alias `w`)"),
+    _query_param("w", {"type": "integer", "minimum": 1}, "alias of width"),
+    _query_param("height", {"type": "integer", "minimum": 1}, "rendition height in pixels, at most renditions.max_dimension (alias `h`)"),
+    _query_param("h", {"type": "integer", "minimum": 1}, "alias of height"),
+    _query_param("resize", {"type": "string", "enum": ["cover", "contain", "fill"]}, "cover crops to fill (default with both sides), contain fits inside, fill stretches"),
+    _query_param("format", {"type": "string", "enum": ["origin", "jpeg", "png", "webp", "avif", "auto"]}, "output format; auto picks AVIF or WebP from Accept (the redirect then varies on Accept)"),
+    _query_param("quality", {"type": "integer", "minimum": 20, "maximum": 100}, "lossy quality (default 80)"),
+    _query_param("enlarge", {"type": "boolean"}, "allow a rendition larger than the source (default false)"),
+    _query_param("preset", {"type": "string"}, "a configured preset (thumb, preview, ...); with renditions.free_sizes false the only parameter allowed"),
 ]
 
 
@@ -141,7 +154,7 @@ _MULTIPART = {
                 "type": "object",
                 "required": ["image"],
                 "properties": {
-                    "image": {"type": "string", "contentMediaType": "application/octet-stream", "description": "the image (JPEG, PNG, GIF, WebP, ...)"},
+                    "image": {"type": "string", "contentMediaType": "application/octet-stream", "description": "the image (JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF, HEIC)"},
                     "json": {"type": "string", "description": "a JSON object of typed properties"},
                 },
                 "additionalProperties": {"type": "string", "description": "a string property"},
@@ -180,7 +193,7 @@ def _collections_group() -> Group:
         }
         group[base + "/{image_id}/info"] = {"get": operation("One image's document", tag=tag, ok=_image_ok(), errors=(404, 503), parameters=image_params)}
         for leaf in ("image", "file"):
-            group[base + f"/{{image_id}}/{leaf}"] = {"get": operation("Download (redirect)", tag=tag, ok=_REDIRECT, errors=(404, 503), parameters=image_params)}
+            group[base + f"/{{image_id}}/{leaf}"] = {"get": operation("Download or render (redirect)", tag=tag, ok=_REDIRECT, errors=(404, 413, 503), parameters=image_params + RENDITION_PARAMS)}
     return group
 
 
@@ -214,7 +227,7 @@ def _v1_group() -> Group:
             "get": operation("One image's document", tag=tag, ok=_image_ok(), errors=(404, 503), parameters=[IMAGE_ID]),
             "delete": operation("Delete an image", tag=tag, ok={"200": _json("the deleted id", {"type": "object"})}, errors=(404, 503), parameters=[IMAGE_ID]),
         }
-        group["/v1/images/{image_id}/image" + slash] = {"get": operation("Download (redirect)", tag=tag, ok=_REDIRECT, errors=(404, 503), parameters=[IMAGE_ID])}
+        group["/v1/images/{image_id}/image" + slash] = {"get": operation("Download or render (redirect)", tag=tag, ok=_REDIRECT, errors=(404, 413, 503), parameters=[IMAGE_ID, *RENDITION_PARAMS])}
     return group
 
 

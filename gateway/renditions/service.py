@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -22,11 +24,18 @@ from gateway.metadata.base import ImageRecord
 from gateway.renditions.render import Rendered, Renderer
 from gateway.renditions.spec import Spec, Wanted, resolve
 from gateway.service import ImageService
+from gateway.storage.base import rendition_prefix
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# Keys this process saw stored, so a warm request costs what an original's redirect does (no
+# listing). Bounded in size and age: a rendition removed behind our back (its image deleted and
+# re-imported under the same id through another replica) is looked up again within a minute.
+_KNOWN_KEYS = 10_000
+_KNOWN_SECONDS = 60.0
 
 
 class RenditionService:
@@ -39,6 +48,7 @@ class RenditionService:
         self.renderer = Renderer(settings.workers, settings.queue_size, config.limits.max_image_pixels, on_queue)
         # One render per rendition key in this process; later askers await the first one.
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._known: OrderedDict[str, float] = OrderedDict()
 
     def close(self) -> None:
         self.renderer.close()
@@ -60,11 +70,29 @@ class RenditionService:
         return url, spec
 
     async def _exists(self, key: str) -> bool:
+        seen = self._known.get(key)
+        if seen is not None and time.monotonic() - seen < _KNOWN_SECONDS:
+            return True
         # A listing with the key as its prefix: one request, and no store method beyond the contract.
         async for blob in self.images.blobs.list(key):
             if blob.key == key:
+                self._remember(key)
                 return True
+        self._known.pop(key, None)
         return False
+
+    def _remember(self, key: str) -> None:
+        self._known[key] = time.monotonic()
+        self._known.move_to_end(key)
+        while len(self._known) > _KNOWN_KEYS:
+            self._known.popitem(last=False)
+
+    async def record_event(self, kind: str, record: ImageRecord) -> None:
+        """A service listener: a deleted image's renditions are no longer known to exist."""
+        if kind == "delete":
+            prefix = rendition_prefix(record.collection, record.id)
+            for key in [k for k in self._known if k.startswith(prefix)]:
+                del self._known[key]
 
     async def _make_once(self, record: ImageRecord, spec: Spec, key: str) -> None:
         task = self._in_flight.get(key)
@@ -98,9 +126,10 @@ class RenditionService:
         try:
             await blobs.put(key, body(), content_type=spec.format.content_type, filename=PurePosixPath(key).name)
         except Conflict:
-            return  # another replica stored it first; theirs is served
+            pass  # another replica stored it first; theirs is served
         try:
             await self.images.get(record.collection, record.id)
+            self._remember(key)
         except NotFound:
             try:
                 await blobs.delete(key)

@@ -303,6 +303,28 @@ async def test_second_request_does_not_render(client: TestClient) -> None:
         assert name in metrics
 
 
+async def test_warm_request_does_not_list_the_store(client: TestClient) -> None:
+    doc = await upload(client, encoded(quadrants(), "JPEG"))
+    await rendition(client, doc, "preset=thumb")
+    blobs = client.server.app[SERVICE].blobs
+    listed: list[str] = []
+    real_list = blobs.list
+
+    def spy(prefix: str) -> Any:
+        listed.append(prefix)
+        return real_list(prefix)
+
+    blobs.list = spy
+    try:
+        await rendition(client, doc, "preset=thumb")
+        assert listed == [] and cache_hits(client) == 1
+        # A delete forgets what this process knew, so nothing stale is served later.
+        assert (await client.delete(f"/collections/pics/images/{doc['id']}")).status == 200
+    finally:
+        del blobs.list
+    assert not client.server.app[RENDITIONS]._known
+
+
 async def test_concurrent_first_requests_render_once(client: TestClient) -> None:
     doc = await upload(client, encoded(quadrants(), "JPEG"))
     results = await asyncio.gather(*(decoded(client, doc, "width=64&format=png") for _ in range(6)))
@@ -563,3 +585,40 @@ async def test_avif_and_heic_sources(client: TestClient) -> None:
             image, _ = await decoded(client, doc, query)
             assert (image.format, image.size) == (pillow, (100, 75)), (name, query)
             assert near(image.convert("RGB").getpixel((10, 10)), (255, 0, 0), 40)
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+
+async def test_image_deleted_while_rendering_leaves_no_rendition(client: TestClient) -> None:
+    doc = await upload(client, encoded(quadrants(), "JPEG"))
+    service: RenditionService = client.server.app[RENDITIONS]
+    real_source = service._source
+
+    async def deleted_meanwhile(record: Any) -> bytes:
+        data = await real_source(record)
+        await client.server.app[SERVICE].delete(record.collection, record.id)
+        return data
+
+    service._source = deleted_meanwhile  # type: ignore[method-assign]
+    response = await client.get(f"/collections/pics/images/{doc['id']}/image?width=50", allow_redirects=False)
+    assert response.status == 404
+    assert await rendition_keys(client, doc) == []
+
+
+async def test_failed_store_answers_503_and_keeps_nothing(client: TestClient) -> None:
+    from gateway.errors import Unavailable
+
+    doc = await upload(client, encoded(quadrants(), "JPEG"))
+    async def failing(key: str, chunks: Any, **kwargs: Any) -> None:
+        raise Unavailable("the object store is down", code="storage_unavailable")
+
+    client.server.app[SERVICE].blobs.put = failing  # type: ignore[method-assign]
+    try:
+        response = await client.get(f"/collections/pics/images/{doc['id']}/image?width=50", allow_redirects=False)
+    finally:
+        del client.server.app[SERVICE].blobs.put
+    assert response.status == 503
+    assert await rendition_keys(client, doc) == []
+    image, _ = await decoded(client, doc, "width=50")  # made once the store answers again
+    assert image.width == 50 and image.height in (37, 38)
