@@ -6,7 +6,8 @@ Cases: a 12 MP JPEG to a 256 px WebP (cover) and to a 1280 px JPEG (contain), a 
 source, so nothing is cached; ours renders, stores and redirects). Warm: the same request again
 (ours: the stored rendition's redirect; thumbor: its file result storage; ipx keeps no result
 cache, so its warm requests render again). Latency is to the last byte of the image, following
-the redirect, at concurrency 1 and 4; peak RSS is each server's VmHWM. Also: our warm redirect
+the redirect, at concurrency 1 and 4; peak RSS is each server's VmHWM. All servers run at once
+and get their requests interleaved, so a shared machine's changing load falls on each alike. Also: our warm redirect
 against an original's redirect.
 
 The competitors are installed on first use under ~/.cache/image-gateway-bench (a venv for
@@ -38,7 +39,6 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.overhead import timed  # noqa: E402
 from tests.peers import free_port  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "image-gateway-bench"
@@ -291,37 +291,68 @@ async def upload_all(session: aiohttp.ClientSession, base: str, files: list[Path
 Results = dict[tuple[str, str, str, int], tuple[float, float]]
 
 
-async def measure(server: Server, files: dict[str, list[Path]], requests: int, results: Results) -> None:
-    base = f"http://127.0.0.1:{server.port}"
-    server.idle_rss_mb = server.rss_mb()
-    connector = aiohttp.TCPConnector(limit=16)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300)) as session:
-        ids: dict[str, list[str]] = {}
-        if server.name.startswith("ours"):
-            for source, paths in files.items():
-                ids[source] = await upload_all(session, base, paths, "bench-" + source.split(".")[0])
-            server.idle_rss_mb = server.rss_mb()
-        for case in CASES:
-            paths = files[case.source]
-            # Copies [0, requests) are cold at concurrency 1, [requests, 2*requests) at 4.
-            for concurrency, offset in ((1, 0), (4, requests)):
-                def url(index: int) -> str:
-                    if server.name.startswith("ours"):
-                        collection = "bench-" + case.source.split(".")[0]
-                        return f"{base}/collections/{collection}/images/{ids[case.source][index]}/image?{ours_query(case)}"
-                    name = paths[index].name
-                    return base + (thumbor_path(case, name) if server.name.startswith("thumbor") else ipx_path(case, name))
+@dataclass
+class Target:
+    """One server under test and how to name a rendition of source copy `index` on it."""
 
-                for temperature in ("cold", "warm"):
-                    latencies, _ = await timed(requests, concurrency, lambda i: fetch(session, url(offset + i)))
-                    results[(server.name, case.name, temperature, concurrency)] = summary(latencies)
-        if server.name.startswith("ours"):
-            # Warm rendition redirects against original redirects (no object fetched).
-            collection = "bench-photo"
-            original, _ = await timed(requests * 3, 1, lambda i: fetch(session, f"{base}/collections/{collection}/images/{ids['photo.jpg'][i % requests]}/image", expect_redirect=True))
-            rendition, _ = await timed(requests * 3, 1, lambda i: fetch(session, f"{base}/collections/{collection}/images/{ids['photo.jpg'][i % requests]}/image?{ours_query(CASES[0])}", expect_redirect=True))
-            results[(server.name, "redirect: original", "warm", 1)] = summary(original)
-            results[(server.name, "redirect: 256 WebP rendition", "warm", 1)] = summary(rendition)
+    server: Server
+    ids: dict[str, list[str]]
+
+    def url(self, case: Case, index: int) -> str:
+        base = f"http://127.0.0.1:{self.server.port}"
+        name = self.server.name
+        if name.startswith("ours"):
+            return f"{base}/collections/{_collection(case.source)}/images/{self.ids[case.source][index]}/image?{ours_query(case)}"
+        source = f"{case.source.split('.')[0]}-{index}.{case.source.split('.')[1]}"
+        return base + (thumbor_path(case, source) if name.startswith("thumbor") else ipx_path(case, source))
+
+
+def _collection(source: str) -> str:
+    return "bench-" + source.split(".")[0]
+
+
+async def prepare(session: aiohttp.ClientSession, server: Server, files: dict[str, list[Path]]) -> Target:
+    ids: dict[str, list[str]] = {}
+    if server.name.startswith("ours"):
+        for source, paths in files.items():
+            ids[source] = await upload_all(session, f"http://127.0.0.1:{server.port}", paths, _collection(source))
+    server.idle_rss_mb = server.rss_mb()
+    return Target(server, ids)
+
+
+async def measure(session: aiohttp.ClientSession, targets: list[Target], requests: int, results: Results) -> None:
+    """Every server gets the same requests, interleaved in rounds of `concurrency`, so a load
+    that comes and goes on a shared machine falls on all of them alike."""
+    for case in CASES:
+        # Copies [0, requests) are cold at concurrency 1, [requests, 2*requests) at 4.
+        for concurrency, offset in ((1, 0), (4, requests)):
+            for temperature in ("cold", "warm"):
+                latencies: dict[str, list[float]] = {t.server.name: [] for t in targets}
+                for start in range(offset, offset + requests, concurrency):
+                    for target in targets:
+                        async def one(index: int, target: Target = target) -> None:
+                            began = time.perf_counter()
+                            await fetch(session, target.url(case, index))
+                            latencies[target.server.name].append(time.perf_counter() - began)
+
+                        await asyncio.gather(*(one(i) for i in range(start, min(start + concurrency, offset + requests))))
+                for name, values in latencies.items():
+                    results[(name, case.name, temperature, concurrency)] = summary(values)
+            print(f"  {case.name}, concurrency {concurrency}: done", flush=True)
+    ours = next((t for t in targets if t.server.name.startswith("ours")), None)
+    if ours is not None:
+        # Warm rendition redirects against original redirects (no object fetched), alternating.
+        base = f"http://127.0.0.1:{ours.server.port}/collections/{_collection('photo.jpg')}/images"
+        original: list[float] = []
+        rendition: list[float] = []
+        for index in range(requests * 5):
+            ident = ours.ids["photo.jpg"][index % requests]
+            for into, query in ((original, ""), (rendition, "?" + ours_query(CASES[0]))):
+                began = time.perf_counter()
+                await fetch(session, f"{base}/{ident}/image{query}", expect_redirect=True)
+                into.append(time.perf_counter() - began)
+        results[(ours.server.name, "redirect: original", "warm", 1)] = summary(original)
+        results[(ours.server.name, "redirect: 256 WebP rendition", "warm", 1)] = summary(rendition)
 
 
 def print_results(results: Results, servers: list[Server], skipped: dict[str, str]) -> None:
@@ -381,20 +412,26 @@ async def main(argv: list[str]) -> int:
             if isinstance(started, str):
                 skipped[name] = started
                 print(f"  {name}: skipped ({started})", flush=True)
-                continue
-            servers.append(started)
-            try:
-                print(f"  measuring {started.name} ...", flush=True)
-                await measure(started, files, args.requests, results)
-            except Exception as exc:  # a competitor failing mid-run must not hide the others' numbers
-                skipped[name] = f"failed during the run: {exc}"
-                servers.remove(started)
-            finally:
-                if started.process.poll() is None:
-                    started.peak_mb = started.peak_rss_mb()
-                started.stop()
+            else:
+                servers.append(started)
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32), timeout=aiohttp.ClientTimeout(total=600)) as session:
+                targets = []
+                for server in servers:
+                    try:
+                        targets.append(await prepare(session, server, files))
+                    except Exception as exc:  # a competitor failing must not hide the others' numbers
+                        skipped[server.name] = f"failed to prepare: {exc}"
+                print(f"  measuring {', '.join(t.server.name for t in targets)}, interleaved ...", flush=True)
+                await measure(session, targets, args.requests, results)
+        finally:
+            for server in servers:
+                if server.process.poll() is None:
+                    server.peak_mb = server.peak_rss_mb()
+                server.stop()
+        servers = [s for s in servers if s.name not in skipped]
         print_results(results, servers, skipped)
-    return 0 if "ours" not in skipped else 1
+    return 0 if any(s.name.startswith("ours") for s in servers) else 1
 
 
 if __name__ == "__main__":
