@@ -2,8 +2,9 @@
 
 `thumbnail_buffer` shrinks while it decodes (JPEG and WebP at 1/2, 1/4 or 1/8 scale, HEIF from
 its embedded thumbnails when big enough, others streamed line by line), so the decoded original
-is never whole in memory. It also applies the EXIF orientation and converts any embedded colour
-profile (or a CMYK source through libvips' built-in CMYK profile) to sRGB.
+is never whole in memory. It also applies the EXIF orientation, converts an embedded colour
+profile to sRGB (asked for only when there is one: an untagged source is taken as sRGB already,
+and a transform to itself would cost a pass), and a CMYK source through libvips' CMYK profile.
 
 `Renderer` bounds the work: `workers` renders at once, `queue_size` more waiting for a worker,
 and past that `Unavailable` (503) with `Retry-After`, before the source is even read.
@@ -78,17 +79,17 @@ def _frames(image: pyvips.Image, page_height: int) -> list[pyvips.Image]:
     return [image.crop(0, top, image.width, page_height) for top in range(0, image.height, page_height)]
 
 
-def _animated(source: bytes, spec: Spec, frame: tuple[int, int]) -> pyvips.Image:
+def _animated(source: bytes, spec: Spec, frame: tuple[int, int], profile: dict[str, str]) -> pyvips.Image:
     """`thumbnail` keeps an animation's frames when fitting inside a box but would crop the whole
     strip of frames as one image; cover and fill are done frame by frame after it."""
     fw, fh = frame
     if spec.resize == "contain" or spec.width is None or spec.height is None:
         width, height, size, _ = _box(spec, frame)
-        return pyvips.Image.thumbnail_buffer(source, width, height=height, size=size, option_string="n=-1")
+        return pyvips.Image.thumbnail_buffer(source, width, height=height, size=size, option_string="n=-1", **profile)
     scale = max(spec.width / fw, spec.height / fh) if spec.resize == "cover" else spec.width / fw
     if not spec.enlarge:
         scale = min(scale, 1.0)
-    image = pyvips.Image.thumbnail_buffer(source, max(1, round(fw * scale)), height=_UNBOUNDED, size="both", option_string="n=-1")
+    image = pyvips.Image.thumbnail_buffer(source, max(1, round(fw * scale)), height=_UNBOUNDED, size="both", option_string="n=-1", **profile)
     page_height = image.get("page-height") if image.get_typeof("page-height") else image.height
     frames = _frames(image, page_height)
     if spec.resize == "cover":
@@ -125,8 +126,13 @@ def _decoded_by_pillow(source: bytes, max_pixels: int) -> pyvips.Image:
             raise Invalid("the image has too many pixels to render", code="too_many_pixels")
         upright = ImageOps.exif_transpose(opened)
         has_alpha = upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info
+        profile = opened.info.get("icc_profile")
         upright = upright.convert("RGBA" if has_alpha else "RGB")
-    return pyvips.Image.new_from_memory(upright.tobytes(), upright.width, upright.height, len(upright.getbands()), "uchar")
+    image = pyvips.Image.new_from_memory(upright.tobytes(), upright.width, upright.height, len(upright.getbands()), "uchar")
+    if profile:
+        image = image.copy()
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", profile)
+    return image
 
 
 def _is_hevc(source: bytes) -> bool:
@@ -153,15 +159,16 @@ def render(source: bytes, spec: Spec, max_pixels: int) -> Rendered:
     if header.width * header.height > max_pixels:
         # The record's size was checked too; this guards a source whose header says otherwise.
         raise Invalid("the image has too many pixels to render", code="too_many_pixels")
+    profile = {"export_profile": "srgb"} if header.get_typeof("icc-profile-data") else {}
     try:
         if decoded is not None:
             width, height, size, crop = _box(spec, frame)
-            image = decoded.thumbnail_image(width, height=height, size=size, crop=crop)
+            image = decoded.thumbnail_image(width, height=height, size=size, crop=crop, **profile)
         elif spec.format.animated and pages > 1:
-            image = _animated(source, spec, frame)
+            image = _animated(source, spec, frame, profile)
         else:
             width, height, size, crop = _box(spec, frame)
-            image = pyvips.Image.thumbnail_buffer(source, width, height=height, size=size, crop=crop)
+            image = pyvips.Image.thumbnail_buffer(source, width, height=height, size=size, crop=crop, **profile)
         if image.interpretation not in ("srgb", "b-w"):
             # 16-bit, Lab or anything else a profile conversion left: 8-bit sRGB for the web.
             image = image.colourspace("srgb")

@@ -502,6 +502,27 @@ async def test_exif_orientation_applied(client: TestClient) -> None:
     assert "exif" not in image.info or not Image.open(io.BytesIO(encoded(image, "PNG"))).getexif().get(0x0112)
 
 
+@pytest.mark.parametrize("container", ["jpeg", "png", "heic"])
+async def test_colour_profile_converted_to_srgb(client: TestClient, container: str) -> None:
+    import pyvips
+
+    red = (pyvips.Image.black(200, 100) + [255, 0, 0]).cast("uchar").copy(interpretation="srgb")
+    # Display P3 values of sRGB red, tagged with the P3 profile: shown as-is they would be orange.
+    p3 = red.icc_transform("p3", input_profile="srgb")
+    assert near(tuple(int(v) for v in p3(10, 10)), (234, 51, 34), 3)
+    if container == "heic":
+        tagged = Image.frombytes("RGB", (200, 100), p3.write_to_memory())
+        buffer = io.BytesIO()
+        pillow_heif.from_pillow(tagged).save(buffer, quality=95, icc_profile=p3.get("icc-profile-data"))
+        data = buffer.getvalue()
+    else:
+        data = p3.jpegsave_buffer(Q=95) if container == "jpeg" else p3.pngsave_buffer()
+    doc = await upload(client, data, filename=f"p3.{container}")
+    image, _ = await decoded(client, doc, "width=50&format=png")
+    assert near(image.convert("RGB").getpixel((25, 12)), (255, 0, 0), 8)
+    assert "icc_profile" not in image.info  # converted, then dropped: sRGB is the web's default
+
+
 async def test_cmyk_jpeg(client: TestClient) -> None:
     cmyk = Image.new("CMYK", (300, 200), (0, 255, 255, 0))  # full magenta and yellow: red
     doc = await upload(client, encoded(cmyk, "JPEG", quality=95))
