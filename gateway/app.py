@@ -14,9 +14,10 @@ from gateway.api import feeds
 from gateway.api.routes import setup_routes
 from gateway.config import Config
 from gateway.events import EventHub, EventWriter
-from gateway.keys import BLOBS, CONFIG, EVENTS, IN_FLIGHT, LOCAL_FILES, METADATA, METRICS, SERVICE
+from gateway.keys import BLOBS, CONFIG, EVENTS, IN_FLIGHT, LOCAL_FILES, METADATA, METRICS, RENDITIONS, SERVICE
 from gateway.metadata import open_metadata
 from gateway.middlewares import edge, errors, measure, request_context
+from gateway.renditions.service import RenditionService
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
 from gateway.storage.base import LocalFiles
@@ -36,9 +37,11 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
         app[BLOBS] = blobs
         app[METADATA] = metadata
         app[SERVICE] = image_service = ImageService(blobs, metadata, config)
+        app[RENDITIONS] = renditions = RenditionService(image_service, config, measured)
+        stack.callback(renditions.close)
         app[EVENTS] = hub = EventHub(event_log, config.events.poll_interval_seconds)
         writer = EventWriter(event_log)
-        image_service.listeners += [measured.record_event, writer.publish]
+        image_service.listeners += [measured.record_event, writer.publish, renditions.record_event]
         tasks = [asyncio.create_task(hub.run()), asyncio.create_task(writer.run())]
         try:
             yield

@@ -146,6 +146,32 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class PresetConfig:
+    name: str = ""
+    # 0: that side is free (the other one bounds the size).
+    width: int = 0
+    height: int = 0
+    resize: str = "cover"
+    format: str = "webp"
+    quality: int = 80
+
+
+@dataclass(frozen=True)
+class RenditionsConfig:
+    presets: tuple[PresetConfig, ...] = (
+        PresetConfig("thumb", 256, 256, "cover", "webp", 80),
+        PresetConfig("preview", 1280, 1280, "contain", "webp", 80),
+    )
+    # false: only presets are served (imgproxy's ONLY_PRESETS), so clients cannot make the
+    # service store a rendition of every size.
+    free_sizes: bool = True
+    max_dimension: int = 2500
+    # Renders at once (libvips threads inside each), and how many more may wait before 503.
+    workers: int = 2
+    queue_size: int = 16
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("./data")
     default_collection: str = "images"
@@ -159,6 +185,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    renditions: RenditionsConfig = field(default_factory=RenditionsConfig)
 
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
@@ -217,6 +244,10 @@ ENVIRONMENT: dict[str, str] = {
     "PUBLIC_COLLECTIONS": "auth.public_collections",
     "AUTH_SCOPE": "auth.scope",
     "CORS_ALLOWED_ORIGINS": "cors.allowed_origins",
+    "RENDITION_FREE_SIZES": "renditions.free_sizes",
+    "RENDITION_MAX_DIMENSION": "renditions.max_dimension",
+    "RENDITION_WORKERS": "renditions.workers",
+    "RENDITION_QUEUE_SIZE": "renditions.queue_size",
 }
 
 
@@ -415,6 +446,29 @@ def validate(config: Config) -> None:
     require(config.events.poll_interval_seconds > 0, "events.poll_interval_seconds", "must be positive")
     require(config.events.retention_seconds > 0, "events.retention_seconds", "must be positive")
     require(config.auth.identification_timeout_seconds > 0, "auth.identification_timeout_seconds", "must be positive")
+    validate_renditions(config.renditions, require)
+
+
+# The rendition vocabulary, here because config validates presets with it (renditions.spec reads it).
+RESIZES = ("cover", "contain", "fill")
+FORMATS = ("origin", "jpeg", "png", "webp", "avif", "auto")
+
+
+def validate_renditions(renditions: RenditionsConfig, require: Any) -> None:
+    require(1 <= renditions.max_dimension <= 16384, "renditions.max_dimension", "must be between 1 and 16384")
+    require(renditions.workers >= 1, "renditions.workers", "must be at least 1")
+    require(renditions.queue_size >= 0, "renditions.queue_size", "must not be negative")
+    names = [preset.name for preset in renditions.presets]
+    for i, preset in enumerate(renditions.presets):
+        where = f"renditions.presets[{i}]"
+        require(re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", preset.name) is not None, f"{where}.name", "must match ^[a-z0-9][a-z0-9_-]{0,31}$")
+        require(names.count(preset.name) == 1, f"{where}.name", "is used by another preset")
+        require(preset.width > 0 or preset.height > 0, f"{where}.width", "a preset needs a width or a height")
+        for side in ("width", "height"):
+            require(0 <= getattr(preset, side) <= 16384, f"{where}.{side}", "must be between 0 and 16384")
+        require(preset.resize in RESIZES, f"{where}.resize", f"must be one of {', '.join(RESIZES)}")
+        require(preset.format in FORMATS, f"{where}.format", f"must be one of {', '.join(FORMATS)}")
+        require(20 <= preset.quality <= 100, f"{where}.quality", "must be between 20 and 100")
 
 
 def validate_auth(auth: AuthConfig, require: Any) -> None:
@@ -447,5 +501,6 @@ def defaults_as_tree() -> dict[str, Any]:
     tree["auth"]["api_keys"] = list(tree["auth"]["api_keys"])
     tree["auth"]["public_collections"] = list(tree["auth"]["public_collections"])
     tree["cors"]["allowed_origins"] = list(tree["cors"]["allowed_origins"])
+    tree["renditions"]["presets"] = list(tree["renditions"]["presets"])
     tree["data_dir"] = str(tree["data_dir"])
     return tree

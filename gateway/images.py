@@ -12,6 +12,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 
+import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from gateway.errors import Invalid, TooLarge, Unsupported
@@ -33,6 +34,9 @@ FORMATS = {
         ImageFormat("WEBP", "image/webp", "webp"),
         ImageFormat("TIFF", "image/tiff", "tiff"),
         ImageFormat("BMP", "image/bmp", "bmp"),
+        ImageFormat("AVIF", "image/avif", "avif"),
+        # HEIC photos (iPhones); Pillow reads them through pillow-heif.
+        ImageFormat("HEIF", "image/heic", "heic"),
     )
 }
 CONTENT_TYPES = {f.extension: f.content_type for f in FORMATS.values()}
@@ -45,6 +49,12 @@ _TAIL = 4096
 # The pixel limit is ours (MAX_IMAGE_PIXELS, checked on the header's dimensions); Pillow's own
 # global limit would otherwise refuse configured limits above twice its default.
 Image.MAX_IMAGE_PIXELS = None
+pillow_heif.register_heif_opener()
+
+# ISO base media file brands (the `ftyp` box): AV1 images, and HEVC ones.
+_AVIF_BRANDS = (b"avif", b"avis")
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+_SUPPORTED = "JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF or HEIC"
 
 
 def sniff(head: bytes) -> ImageFormat | None:
@@ -61,6 +71,11 @@ def sniff(head: bytes) -> ImageFormat | None:
         return FORMATS["TIFF"]
     if head[:2] == b"BM" and len(head) >= 18:
         return FORMATS["BMP"]
+    if head[4:8] == b"ftyp":
+        if head[8:12] in _AVIF_BRANDS:
+            return FORMATS["AVIF"]
+        if head[8:12] in _HEIF_BRANDS:
+            return FORMATS["HEIF"]
     return None
 
 
@@ -97,10 +112,7 @@ class ImageInspector:
         if self._format is None and len(self._head) >= 18:
             self._format = sniff(bytes(self._head[:32]))
             if self._format is None:
-                raise Unsupported(
-                    "the bytes are not a supported image (JPEG, PNG, GIF, WebP, TIFF or BMP)",
-                    code="unsupported_image",
-                )
+                raise Unsupported(f"the bytes are not a supported image ({_SUPPORTED})", code="unsupported_image")
         while self._attempt < len(_ATTEMPTS) and len(self._head) >= _ATTEMPTS[self._attempt]:
             if self._identify(complete=False):
                 return
@@ -115,10 +127,7 @@ class ImageInspector:
             if self._format is None:
                 self._format = sniff(bytes(self._head[:32]))
             if self._format is None:
-                raise Unsupported(
-                    "the bytes are not a supported image (JPEG, PNG, GIF, WebP, TIFF or BMP)",
-                    code="unsupported_image",
-                )
+                raise Unsupported(f"the bytes are not a supported image ({_SUPPORTED})", code="unsupported_image")
             if not self._identify(complete=True):
                 raise Invalid("the image is truncated or corrupt", code="invalid_image")
         assert self.info is not None
@@ -129,9 +138,9 @@ class ImageInspector:
     def _identify(self, *, complete: bool) -> bool:
         assert self._format is not None
         data = bytes(self._head)
-        if self._format.name == "WEBP" and not complete:
-            # Pillow opens a WebP only whole; its canvas size is in the first chunk.
-            size = _webp_size(data)
+        if self._format.name in ("WEBP", "AVIF") and not complete:
+            # Pillow opens a WebP or an AVIF only whole; the size is in the first bytes.
+            size = _webp_size(data) if self._format.name == "WEBP" else _avif_size(data)
             if size is None:
                 return False
             width, height = size
@@ -193,10 +202,56 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """The ISO BMFF boxes (type, payload start, box end) between `start` and `end` that `data`
+    holds whole."""
+    found = []
+    while start + 8 <= min(end, len(data)):
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        header = 8
+        if size == 1 and start + 16 <= len(data):
+            size, header = struct.unpack(">Q", data[start + 8 : start + 16])[0], 16
+        elif size == 0:
+            size = end - start
+        if size < header:
+            break
+        found.append((kind, start + header, start + size))
+        start += size
+    return found
+
+
+def _avif_size(head: bytes) -> tuple[int, int] | None:
+    """An AVIF's size from its `meta` box: the primary image's `ispe` (the largest, as a grid's
+    is larger than its tiles', an alpha plane's equal). As Pillow reports it, before any `irot`
+    turn, just as a JPEG's size is before its EXIF orientation."""
+    for kind, payload, end in _boxes(head, 0, len(head)):
+        if kind != b"meta":
+            continue
+        if end > len(head):
+            return None
+        widths: list[tuple[int, int]] = []
+        # `meta` is a full box (4 bytes of version and flags); `iprp` holds `ipco`, the properties.
+        for inner, start, stop in _boxes(head, payload + 4, end):
+            if inner != b"iprp":
+                continue
+            for group, group_start, group_end in _boxes(head, start, stop):
+                if group != b"ipco":
+                    continue
+                for prop, prop_start, prop_end in _boxes(head, group_start, group_end):
+                    if prop == b"ispe" and prop_end - prop_start >= 12:
+                        widths.append(struct.unpack(">II", head[prop_start + 4 : prop_start + 12]))
+        return max(widths, key=lambda size: size[0] * size[1]) if widths else None
+    return None
+
+
 def _required_size(fmt: ImageFormat, head: bytes, image: Image.Image | None) -> int:
     """How many bytes the header says the whole file has, for formats that declare it."""
     if fmt.name == "WEBP":
         return struct.unpack("<I", head[4:8])[0] + 8
+    if fmt.name in ("AVIF", "HEIF"):
+        # The top-level boxes' sizes, as far as the head shows them (`mdat`, the data, is last).
+        boxes = _boxes(head, 0, len(head))
+        return boxes[-1][2] if boxes else 0
     if fmt.name == "BMP":
         declared, offset = struct.unpack("<I", head[2:6])[0], struct.unpack("<I", head[10:14])[0]
         return max(declared, offset)

@@ -12,6 +12,7 @@ from gateway.config import Config
 from gateway.events import EventHub
 from gateway.metadata.base import MetadataStore
 from gateway.metrics import Metrics
+from gateway.renditions.service import RenditionService
 from gateway.service import ImageService, Scope
 from gateway.storage.base import BlobStore, LocalFiles
 
@@ -26,6 +27,7 @@ EVENTS = web.AppKey("events", EventHub)
 LOCAL_FILES = web.AppKey("local_files", LocalFiles)
 # The tasks answering requests (WebSocket feeds aside): graceful shutdown waits for none left.
 IN_FLIGHT: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("in_flight")
+RENDITIONS = web.AppKey("renditions", RenditionService)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # The authenticated caller (set by the auth middleware when credentials were presented).

@@ -56,6 +56,11 @@ class Metrics:
             ["dependency", "operation"], registry=r,
         )  # fmt: skip
 
+        self.renditions_rendered = Counter("gateway_renditions_rendered", "Renditions rendered and stored", ["format"], registry=r)
+        self.rendition_cache_hits = Counter("gateway_rendition_cache_hits", "Rendition requests served from a stored rendition", registry=r)
+        self.render_seconds = Histogram("gateway_render_duration_seconds", "Time to render one rendition", buckets=_LATENCY_BUCKETS, registry=r)
+        self.render_queue = Gauge("gateway_render_queue_depth", "Renders waiting for a worker", registry=r)
+
     @contextmanager
     def observe(self, dependency: str, operation: str) -> Iterator[None]:
         """Time one call to a dependency (`object_store`, `database`, `identity`); count failures."""

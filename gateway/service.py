@@ -26,7 +26,7 @@ from gateway.config import Config
 from gateway.errors import Conflict, Forbidden, GatewayError, NotFound, PreconditionFailed, TooLarge
 from gateway.images import ImageInspector
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
-from gateway.storage.base import DELETE_MANY_LIMIT, BlobStore, collection_prefix, object_key
+from gateway.storage.base import DELETE_MANY_LIMIT, BlobStore, collection_prefix, object_key, rendition_prefix
 from gateway.metadata.query import ListQuery, owned_by
 from gateway.names import new_image_id
 from gateway.properties import merge_patch
@@ -290,8 +290,18 @@ class ImageService:
         except GatewayError:
             # The image is gone from every listing; its bytes are an orphan for reconcile.
             log.warning("deleted %s/%s but its object %s stays for reconcile", collection, image_id, record.path)
+        await self._delete_renditions(collection, image_id)
         await self.notify("delete", record)
         return record
+
+    async def _delete_renditions(self, collection: str, image_id: str) -> None:
+        # After the record: a rendition made meanwhile finds the record gone and removes itself.
+        try:
+            keys = [blob.key async for blob in self.blobs.list(rendition_prefix(collection, image_id))]
+            for start in range(0, len(keys), DELETE_MANY_LIMIT):
+                await self.blobs.delete_many(keys[start : start + DELETE_MANY_LIMIT])
+        except GatewayError:
+            log.warning("deleted %s/%s but its renditions stay for reconcile", collection, image_id)
 
     async def download_url(self, collection: str, image_id: str, *, scope: Scope = EVERYONE) -> str:
         record = scope.check(await self.meta.get(collection, image_id))

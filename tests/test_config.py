@@ -110,6 +110,10 @@ SAMPLES: dict[str, tuple[str, Any, dict[str, str]]] = {
     "PUBLIC_COLLECTIONS": ("public, demo-*", ("public", "demo-*"), {}),
     "AUTH_SCOPE": ("user", "user", {}),
     "CORS_ALLOWED_ORIGINS": ("https://app.example", ("https://app.example",), {}),
+    "RENDITION_FREE_SIZES": ("false", False, {}),
+    "RENDITION_MAX_DIMENSION": ("1024", 1024, {}),
+    "RENDITION_WORKERS": ("4", 4, {}),
+    "RENDITION_QUEUE_SIZE": ("64", 64, {}),
 }
 
 

@@ -25,7 +25,7 @@ from gateway.api.common import (
     service,
     within,
 )
-from gateway.api.openapi import IF_MATCH, LIST_PARAMS, REDIRECT, image_ok, json_answer, operation, ref
+from gateway.api.openapi import IF_MATCH, LIST_PARAMS, REDIRECT, RENDITION_PARAMS, image_ok, json_answer, operation, ref
 from gateway.errors import Invalid, TooLarge, Unsupported
 from gateway.keys import BLOBS, CONFIG, METADATA, USER_ID
 from gateway.api.params import encode_cursor, list_query, no_query, parse_json
@@ -220,7 +220,7 @@ async def delete_image(request: web.Request) -> web.Response:
     return web.json_response({"collection": collection, "id": ident, "deleted": True})
 
 
-@operation("Download (redirect)", tag=TAG, ok=REDIRECT, errors=(404, 503))
+@operation("Download (redirect), or a rendition of the image", tag=TAG, ok=REDIRECT, errors=(400, 404, 413, 503), parameters=RENDITION_PARAMS)
 async def download(request: web.Request) -> web.Response:
-    no_query(request.query)
+    # The query is the rendition's (or empty, for the original): redirect_to_object checks it.
     return await redirect_to_object(request, *_target(request))

@@ -16,11 +16,12 @@ from aiohttp.multipart import BadContentDispositionHeader
 from yarl import URL
 
 from gateway.errors import Invalid, RequestTimeout, TooLarge
-from gateway.keys import CONFIG, SCOPE, SERVICE
+from gateway.keys import CONFIG, RENDITIONS, SCOPE, SERVICE
 from gateway.metadata.base import ImageRecord
 from gateway.names import IMAGE_ID_PATTERN
 from gateway.service import EVERYONE, ImageService, Scope
-from gateway.api.params import parse_json
+from gateway.api.params import no_query, parse_json
+from gateway.renditions import spec as renditions
 
 T = TypeVar("T")
 _PART_CHUNK = 256 * 1024
@@ -65,9 +66,16 @@ def document(request: web.Request, record: ImageRecord) -> dict[str, Any]:
     data = record.to_json()
     doc: dict[str, Any] = {"_id": record.id, **{name: data[name] for name in _DOCUMENT_FIELDS}}
     doc["url"] = absolute(request, image_route(request, record))
+    doc["thumbnail_url"] = thumbnail_url(request, record)
     if record.owner is not None:
         doc["owner"] = record.owner
     return doc
+
+
+def thumbnail_url(request: web.Request, record: ImageRecord) -> str | None:
+    if not any(p.name == renditions.THUMBNAIL_PRESET for p in request.app[CONFIG].renditions.presets):
+        return None
+    return absolute(request, image_route(request, record), {"preset": renditions.THUMBNAIL_PRESET})
 
 
 def etag(record: ImageRecord) -> str:
@@ -167,12 +175,18 @@ def decode_base64(value: Any) -> bytes:
 
 
 async def redirect_to_object(request: web.Request, collection: str, image_id: str) -> web.Response:
-    """302 to a presigned link of the image's object."""
-    url = await service(request).download_url(collection, image_id, scope=scope(request))
-    ttl = request.app[CONFIG].storage.presign_ttl_seconds
+    """302 to a presigned link of the image's object, or of the rendition the query asks for."""
+    config = request.app[CONFIG]
+    ttl = config.storage.presign_ttl_seconds
     # The link stays valid for the TTL; letting the browser reuse the redirect for part of it
     # lets it reuse its cached image too.
-    raise web.HTTPFound(
-        absolute(request, url) if url.startswith("/") else url,
-        headers={"Cache-Control": f"private, max-age={min(ttl // 2, 300)}"},
-    )
+    headers = {"Cache-Control": f"private, max-age={min(ttl // 2, 300)}"}
+    if renditions.requested(request.query):
+        wanted = renditions.parse(request.query, config.renditions)
+        url, spec = await request.app[RENDITIONS].url(collection, image_id, wanted, request.headers.get("Accept", ""), scope=scope(request))
+        if spec.negotiated:
+            headers["Vary"] = "Accept"
+    else:
+        no_query(request.query)
+        url = await service(request).download_url(collection, image_id, scope=scope(request))
+    raise web.HTTPFound(absolute(request, url) if url.startswith("/") else url, headers=headers)

@@ -75,6 +75,7 @@ _IMAGE_SCHEMA = {
         "sha256": {"type": "string"},
         "path": {"type": "string"},
         "url": {"type": "string", "description": "this image's download route"},
+        "thumbnail_url": {"type": ["string", "null"], "description": "the download route of the `thumb` preset's rendition (null without that preset)"},
         "owner": {"type": "string", "description": "the authenticated uploader"},
         "properties": {"type": "object"},
     },
@@ -155,6 +156,20 @@ class Operation:
         if self.public:
             op["security"] = []
         return op
+
+
+# Supabase's render parameters (and presets); any of them makes the download a rendition.
+RENDITION_PARAMS = (
+    query_param("width", {"type": "integer", "minimum": 1}, "rendition width in pixels, at most renditions.max_dimension (alias `w`)"),
+    query_param("w", {"type": "integer", "minimum": 1}, "alias of width"),
+    query_param("height", {"type": "integer", "minimum": 1}, "rendition height in pixels, at most renditions.max_dimension (alias `h`)"),
+    query_param("h", {"type": "integer", "minimum": 1}, "alias of height"),
+    query_param("resize", {"type": "string", "enum": ["cover", "contain", "fill"]}, "cover crops to fill (default with both sides), contain fits inside, fill stretches"),
+    query_param("format", {"type": "string", "enum": ["origin", "jpeg", "png", "webp", "avif", "auto"]}, "output format; auto picks AVIF or WebP from Accept (the redirect then varies on Accept)"),
+    query_param("quality", {"type": "integer", "minimum": 20, "maximum": 100}, "lossy quality (default 80)"),
+    query_param("enlarge", {"type": "boolean"}, "allow a rendition larger than the source (default false)"),
+    query_param("preset", {"type": "string"}, "a configured preset (thumb, preview, ...); with renditions.free_sizes false the only parameter allowed"),
+)
 
 
 def operation(

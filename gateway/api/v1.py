@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.common import absolute, decode_base64, document, read_json_object, redirect_to_object, scope, service
-from gateway.api.openapi import OFFSET_PARAMS, REDIRECT, image_ok, json_answer, operation, ref
+from gateway.api.openapi import OFFSET_PARAMS, REDIRECT, RENDITION_PARAMS, image_ok, json_answer, operation, ref
 from gateway.errors import Invalid
 from gateway.keys import CONFIG, USER_ID
 from gateway.api.params import list_query, no_query
@@ -94,7 +94,6 @@ async def delete_image(request: web.Request) -> web.Response:
     return web.json_response({"image_id": ident})
 
 
-@operation("Download (redirect)", tag=TAG, ok=REDIRECT, errors=(404, 503))
+@operation("Download (redirect), or a rendition of the image", tag=TAG, ok=REDIRECT, errors=(400, 404, 413, 503), parameters=RENDITION_PARAMS)
 async def download(request: web.Request) -> web.Response:
-    no_query(request.query)
     return await redirect_to_object(request, _collection(request), image_id(request.match_info["image_id"]))

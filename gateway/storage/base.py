@@ -22,6 +22,28 @@ def object_key(collection: str, image_id: str, extension: str) -> str:
     return f"{collection}/{image_id}.{extension}"
 
 
+# Under the collection's prefix, so a collection's drop removes its renditions too; image ids are
+# hex, so no original's key ever starts with "_".
+RENDITIONS_DIR = "_renditions"
+
+
+def rendition_prefix(collection: str, image_id: str) -> str:
+    """`<collection>/_renditions/<id>/`: every rendition of one image."""
+    return f"{collection}/{RENDITIONS_DIR}/{image_id}/"
+
+
+def rendition_key(collection: str, image_id: str, spec: str, extension: str) -> str:
+    return f"{rendition_prefix(collection, image_id)}{spec}.{extension}"
+
+
+def rendition_owner(key: str) -> tuple[str, str] | None:
+    """The (collection, image id) a rendition key belongs to; None for any other key."""
+    parts = key.split("/")
+    if len(parts) == 4 and parts[1] == RENDITIONS_DIR:
+        return parts[0], parts[2]
+    return None
+
+
 def collection_prefix(collection: str) -> str:
     # Always with its slash: a prefix of "images" must never match "images2/...".
     return f"{collection}/"

@@ -22,7 +22,7 @@ from typing import Any
 from gateway.config import Config
 from gateway.errors import BlobNotFound, Conflict, Invalid, Unavailable
 from gateway.names import COLLECTION_PATTERN, IMAGE_ID_PATTERN
-from gateway.storage.base import BlobInfo
+from gateway.storage.base import RENDITIONS_DIR, BlobInfo
 from gateway.storage.signing import UrlSigner, load_or_create_secret
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ DOWNLOAD_ROUTE = "/_objects/"
 # In the data directory.
 OBJECTS_DIRECTORY = "objects"
 SECRET_FILE = ".signing_key"
-_KEY_RE = re.compile(rf"{COLLECTION_PATTERN}/{IMAGE_ID_PATTERN}\.[a-z]{{3,4}}")
+_KEY_RE = re.compile(rf"{COLLECTION_PATTERN}/(?:_renditions/{IMAGE_ID_PATTERN}/[a-z0-9-]{{1,64}}\.|{IMAGE_ID_PATTERN}\.)[a-z]{{3,4}}")
 _CHUNK = 256 * 1024
 
 
@@ -97,6 +97,9 @@ class FilesystemBlobStore:
         path = self.local_path(key)
         try:
             await asyncio.to_thread(path.unlink, missing_ok=True)
+            if path.parent.parent.name == RENDITIONS_DIR:
+                # An image's last rendition leaves no directory behind.
+                await asyncio.to_thread(_remove_if_empty, path.parent)
         except OSError as exc:
             raise Unavailable(f"the object store failed to delete ({exc.strerror})", code="storage_unavailable") from exc
 
@@ -105,29 +108,29 @@ class FilesystemBlobStore:
             await self.delete(key)
 
     async def list(self, prefix: str) -> AsyncIterator[BlobInfo]:
-        collection, _, name_prefix = prefix.partition("/")
-        # Sorted as "<dir>/" sorts, so the order is the keys' order ("a-b/..." < "a/...") as in S3.
-        directories = [collection] if "/" in prefix else sorted(
-            (
-                entry for entry in await asyncio.to_thread(os.listdir, self.root)
-                if entry.startswith(collection) and not entry.startswith(".")
-            ),
-            key=lambda entry: entry + "/",
-        )
-        for directory in directories:
-            folder = self.root / directory
-            try:
-                names = sorted(await asyncio.to_thread(os.listdir, folder))
-            except (FileNotFoundError, NotADirectoryError):
+        # Start in the deepest directory the prefix names; below it every entry is walked.
+        directory, _, name_prefix = prefix.rpartition("/")
+        async for blob in self._walk(directory, name_prefix):
+            yield blob
+
+    async def _walk(self, directory: str, name_prefix: str) -> AsyncIterator[BlobInfo]:
+        folder = self.root / directory if directory else self.root
+        try:
+            entries = await asyncio.to_thread(_entries, folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        # A directory sorts as "<name>/" does, so the order is the keys' order ("a-b/..." <
+        # "a/..." < "a0...") as in S3.
+        entries.sort(key=lambda entry: entry[0] + "/" if entry[1] else entry[0])
+        for name, is_dir, size, mtime in entries:
+            if not name.startswith(name_prefix) or (not directory and (name.startswith(".") or not is_dir)):
                 continue
-            for name in names:
-                if not name.startswith(name_prefix if "/" in prefix else ""):
-                    continue
-                try:
-                    stat = await asyncio.to_thread((folder / name).stat)
-                except FileNotFoundError:
-                    continue
-                yield BlobInfo(f"{directory}/{name}", stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+            key = f"{directory}/{name}" if directory else name
+            if is_dir:
+                async for blob in self._walk(key, ""):
+                    yield blob
+            else:
+                yield BlobInfo(key, size, datetime.fromtimestamp(mtime, timezone.utc))
 
     async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False) -> int:
         # Temporary files carry no key, so they belong to no collection: only a whole-store
@@ -176,11 +179,37 @@ def _flush_and_sync(handle: object) -> None:
     os.fsync(handle.fileno())  # type: ignore[attr-defined]
 
 
+def _entries(folder: Path) -> list[tuple[str, bool, int, float]]:
+    found = []
+    with os.scandir(folder) as scan:
+        for entry in scan:
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:
+                continue
+            found.append((entry.name, entry.is_dir(), stat.st_size, stat.st_mtime))
+    return found
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (another rendition), or gone already
+
+
 def _publish(tmp: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
     # A hard link, unlike a rename, refuses to replace an existing file: keys are never reused.
     try:
-        os.link(tmp, target)
+        for attempt in range(3):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(tmp, target)
+                break
+            except FileNotFoundError:
+                # A delete removed the (empty) rendition directory between mkdir and link.
+                if attempt == 2:
+                    raise
     except FileExistsError:
         raise Conflict("an object with that key exists", code="object_exists") from None
     finally:
