@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from gateway.caches import ExpiringCache
+from gateway.caches import ExpiringCache, SharedReads
 from gateway.config import Config
 from gateway.errors import BlobNotFound, Conflict, Forbidden, GatewayError, NotFound, PreconditionFailed, TooLarge
 from gateway.images import ImageInspector
@@ -229,10 +229,11 @@ class Upload:
         # a changed generation means our record must not stay. This check guards the race and
         # reads the database every time: `generation` still active after our insert proves that
         # no drop of it had begun, so any later drop finds and deletes our record.
-        live = await service.meta.collection_generation(self.collection)
+        # Concurrent uploads share this read; each waits for one that began after its insert.
+        live = await service.live_generations.get(self.collection)
         if live != generation and cached:
             generation = await self._recover_from_stale_generation(record)
-            live = await service.meta.collection_generation(self.collection)
+            live = await service.live_generations.get(self.collection)
         if live != generation:
             service.generations.discard(self.collection)
             raise Conflict("the collection was deleted during the upload", code="collection_dropping")
@@ -258,6 +259,7 @@ class ImageService:
         self.config = config
         self.listeners: list[Listener] = []
         self.generations: ExpiringCache[str] = ExpiringCache(GENERATION_REUSE_SECONDS, _CACHE_ENTRIES)
+        self.live_generations: SharedReads[str, str | None] = SharedReads(lambda name: self.meta.collection_generation(name))
         ttl = config.storage.presign_ttl_seconds
         self.links: ExpiringCache[str] = ExpiringCache(min(ttl / 2, LINK_REUSE_SECONDS), _CACHE_ENTRIES)
 

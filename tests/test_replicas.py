@@ -6,6 +6,7 @@ whose cached generation is stale (the other dropped the collection) still lands,
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -13,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.caches import ExpiringCache
+from gateway.caches import ExpiringCache, SharedReads
 from gateway.config import Config
 from gateway.keys import SERVICE
 from tests.faults import assert_invariants, install
@@ -121,3 +122,40 @@ def test_expiring_cache_forgets_after_its_lifetime_and_evicts_the_oldest() -> No
     off: ExpiringCache[str] = ExpiringCache(0, 2)
     off.put("a", "1")
     assert off.get("a") is None
+
+
+async def test_shared_reads_begin_after_every_caller_they_serve() -> None:
+    started: list[int] = []
+    release: list[asyncio.Event] = []
+
+    async def read(key: str) -> int:
+        started.append(len(started))
+        release.append(asyncio.Event())
+        await release[-1].wait()
+        return len(started)
+
+    reads: SharedReads[str, int] = SharedReads(read)
+    first = asyncio.create_task(reads.get("c"))
+    await asyncio.sleep(0)
+    # These arrive while the first read is in flight: it began before them, so it cannot answer
+    # them; they share the next one, which begins once the first has ended.
+    later = [asyncio.create_task(reads.get("c")) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert started == [0]
+    release[0].set()
+    assert await first == 1
+    await asyncio.sleep(0)
+    assert started == [0, 1]
+    later[0].cancel()  # one caller leaving does not cancel the read the others wait for
+    release[1].set()
+    assert await asyncio.gather(*later[1:]) == [2, 2]
+
+
+async def test_shared_reads_hand_an_error_to_every_caller_of_that_read() -> None:
+    async def read(key: str) -> int:
+        await asyncio.sleep(0)
+        raise RuntimeError("database away")
+
+    reads: SharedReads[str, int] = SharedReads(read)
+    results = await asyncio.gather(reads.get("c"), reads.get("c"), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
