@@ -167,7 +167,9 @@ class Upload:
 
         self._key = object_key(self.collection, self.id, fmt.extension)
         try:
-            await self._service.blobs.put(self._key, body(), content_type=fmt.content_type, filename=self._filename)
+            await self._service.blobs.put(
+                self._key, body(), content_type=fmt.content_type, filename=self._filename, sha256=self._sha256.digest
+            )
         except Conflict:
             # The key holds another image's object (only imports choose ids); it is not ours to remove.
             self._key_taken = True
