@@ -26,7 +26,7 @@ _EXPECTED = (NotFound,)
 
 BLOB_OPERATIONS = ("put", "get", "delete", "delete_many", "list", "presign", "ping")
 METADATA_OPERATIONS = (
-    "insert", "get", "find", "count", "replace_properties", "delete", "delete_records", "records",
+    "insert", "insert_many", "get", "find", "count", "replace_properties", "delete", "delete_records", "records",
     "ensure_collection", "collection_generation", "begin_drop", "finish_drop", "collections",
     "collection_stats", "ping",
 )  # fmt: skip

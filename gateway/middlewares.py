@@ -18,6 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from gateway.errors import CLIENT_CLOSED_REQUEST, GatewayError
 from gateway.keys import CONFIG, IN_FLIGHT, REQUEST_ID, USER_ID
 from gateway.metrics import Metrics
+from gateway.jsoncodec import json_response
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
@@ -79,7 +80,7 @@ def route_template(request: web.Request) -> str:
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+    return json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 
 def measure(metrics: Metrics) -> Any:

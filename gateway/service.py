@@ -22,8 +22,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from gateway.caches import ExpiringCache, SharedReads
 from gateway.config import Config
-from gateway.errors import Conflict, Forbidden, GatewayError, NotFound, PreconditionFailed, TooLarge
+from gateway.errors import BlobNotFound, Conflict, Forbidden, GatewayError, NotFound, PreconditionFailed, TooLarge
 from gateway.images import ImageInspector
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
 from gateway.storage.base import DELETE_MANY_LIMIT, BlobStore, collection_prefix, object_key, rendition_prefix
@@ -166,11 +167,46 @@ class Upload:
 
         self._key = object_key(self.collection, self.id, fmt.extension)
         try:
-            await self._service.blobs.put(self._key, body(), content_type=fmt.content_type, filename=self._filename)
+            await self._service.blobs.put(
+                self._key, body(), content_type=fmt.content_type, filename=self._filename, sha256=self._sha256.digest
+            )
         except Conflict:
             # The key holds another image's object (only imports choose ids); it is not ours to remove.
             self._key_taken = True
             raise Conflict("an image with that id exists", code="image_exists") from None
+
+    async def _insert(self, record: ImageRecord) -> None:
+        try:
+            await self._service.meta.insert(record)
+        except Conflict:
+            # Only an import chooses ids: the same one ran concurrently and won.
+            self._record = None
+            existing = await self._service.meta.get(self.collection, self.id)
+            self._key_taken = existing.path == self._key
+            raise
+
+    async def _recover_from_stale_generation(self, record: ImageRecord) -> str:
+        """The cached generation was dropped (by another replica) before or during this upload.
+        Registering the collection again either refuses (`Conflict`: a drop is running now) or
+        proves that drop finished: nothing it does can still remove our object or record. If it
+        ran during the upload it may have removed either, so the object is looked for and the
+        record written again; the caller then checks the new generation as usual."""
+        service = self._service
+        service.generations.discard(self.collection)
+        generation, _ = await service.collection_generation(self.collection)
+        assert self._key is not None
+        if not await service.blob_exists(self._key):
+            raise Conflict("the collection was deleted during the upload", code="collection_dropping")
+        try:
+            await self._service.meta.insert(record)
+        except Conflict:
+            existing = await service.meta.get(self.collection, self.id)
+            if existing != record:
+                # An import of the same id took it after the drop removed ours.
+                self._record = None
+                self._key_taken = existing.path == self._key
+                raise
+        return generation
 
     async def commit(self, properties: dict[str, Any]) -> ImageRecord:
         """Record the stored image with its properties; the upload is acknowledged after this."""
@@ -186,23 +222,36 @@ class Upload:
             height=info.height, size=self._inspector.size, sha256=self._sha256.hexdigest(), path=self._key,
             properties=properties, owner=self.owner,
         )
-        generation = await service.meta.ensure_collection(self.collection)
+        # Usually no round trip: the generation is reused from an earlier upload (see
+        # `ImageService.collection_generation`), so the common case is the insert and the check.
+        generation, cached = await service.collection_generation(self.collection)
         self._record = record
-        try:
-            await service.meta.insert(record)
-        except Conflict:
-            # Only an import chooses ids: the same one ran concurrently and won.
-            self._record = None
-            existing = await service.meta.get(self.collection, self.id)
-            self._key_taken = existing.path == self._key
-            raise
+        await self._insert(record)
         # A drop that began while we uploaded may have listed the objects before ours existed;
-        # a changed generation means our record must not stay.
-        if await service.meta.collection_generation(self.collection) != generation:
+        # a changed generation means our record must not stay. This check guards the race and
+        # reads the database every time: `generation` still active after our insert proves that
+        # no drop of it had begun, so any later drop finds and deletes our record.
+        # Concurrent uploads share this read; each waits for one that began after its insert.
+        live = await service.live_generations.get(self.collection)
+        if live != generation and cached:
+            generation = await self._recover_from_stale_generation(record)
+            live = await service.live_generations.get(self.collection)
+        if live != generation:
+            service.generations.discard(self.collection)
             raise Conflict("the collection was deleted during the upload", code="collection_dropping")
         self._committed = True
         await service.notify("upload", record)
         return record
+
+
+# How long a collection's generation is reused before an upload registers the collection again.
+# Uploads stay correct whatever the cache holds (the post-insert check reads the database, and a
+# stale entry is recovered from); this only bounds how long a dropped collection's entry lingers.
+GENERATION_REUSE_SECONDS = 10.0
+# A presigned link is handed out again for part of its lifetime, at most this long: signing
+# costs more CPU than the rest of a redirect, and the same URL lets browsers reuse cached bytes.
+LINK_REUSE_SECONDS = 60.0
+_CACHE_ENTRIES = 10_000
 
 
 class ImageService:
@@ -211,6 +260,33 @@ class ImageService:
         self.meta = meta
         self.config = config
         self.listeners: list[Listener] = []
+        self.generations: ExpiringCache[str] = ExpiringCache(GENERATION_REUSE_SECONDS, _CACHE_ENTRIES)
+        self.live_generations: SharedReads[str, str | None] = SharedReads(lambda name: self.meta.collection_generation(name))
+        ttl = config.storage.presign_ttl_seconds
+        self.links: ExpiringCache[str] = ExpiringCache(min(ttl / 2, LINK_REUSE_SECONDS), _CACHE_ENTRIES)
+
+    async def collection_generation(self, collection: str) -> tuple[str, bool]:
+        """The generation of an active collection, registering it if new (`Conflict` while it is
+        being dropped), and whether it came from the cache: reused from the last registration
+        for a while, which saves an upload one of its round trips to the database."""
+        generation = self.generations.get(collection)
+        if generation is not None:
+            return generation, True
+        generation = await self.meta.ensure_collection(collection)
+        self.generations.put(collection, generation)
+        return generation, False
+
+    async def blob_exists(self, key: str) -> bool:
+        chunks = self.blobs.get(key)
+        try:
+            await chunks.__anext__()
+        except StopAsyncIteration:
+            pass  # an empty object
+        except BlobNotFound:
+            return False
+        finally:
+            await chunks.aclose()
+        return True
 
     async def notify(self, kind: str, record: ImageRecord) -> None:
         for listener in self.listeners:
@@ -254,7 +330,15 @@ class ImageService:
     async def find(self, collection: str, query: ListQuery, *, with_total: bool, scope: Scope = EVERYONE) -> Page:
         query = scope.query(query)
         records = await self.meta.find(collection, replace(query, limit=query.limit + 1))
-        total = await self.meta.count(collection, query.conditions, owner=query.owner) if with_total else None
+        total = None
+        if with_total:
+            # A page that reaches the end from an offset knows the total without counting, which
+            # is a scan of the collection on FerretDB.
+            ends = len(records) <= query.limit and query.after is None
+            if ends and (records or not query.skip):
+                total = query.skip + len(records)
+            else:
+                total = await self.meta.count(collection, query.conditions, owner=query.owner)
         return Page(records[: query.limit], len(records) > query.limit, total)
 
     async def replace_properties(
@@ -304,10 +388,17 @@ class ImageService:
             log.warning("deleted %s/%s but its renditions stay for reconcile", collection, image_id)
 
     async def download_url(self, collection: str, image_id: str, *, scope: Scope = EVERYONE) -> str:
+        # The record is read every time, so a deleted image is a 404 on every replica at once;
+        # only the signature over what it names (key, type, file name) is reused.
         record = scope.check(await self.meta.get(collection, image_id))
-        return await self.blobs.presign(
-            record.path, ttl=self.config.storage.presign_ttl_seconds, content_type=record.content_type, filename=record.image
-        )
+        link = (record.path, record.content_type, record.image)
+        url = self.links.get(link)
+        if url is None:
+            url = await self.blobs.presign(
+                record.path, ttl=self.config.storage.presign_ttl_seconds, content_type=record.content_type, filename=record.image
+            )
+            self.links.put(link, url)
+        return url
 
     async def collections(self) -> list[str]:
         return await self.meta.collections()
@@ -320,6 +411,7 @@ class ImageService:
         The collection is marked first, so uploads into it are refused and a drop that stops
         half way resumes on the next call."""
         scope.whole_collection("deleting")
+        self.generations.discard(collection)
         if not await self.meta.begin_drop(collection):
             raise NotFound("no collection with that name", code="collection_not_found")
         records = await self.meta.delete_records(collection)

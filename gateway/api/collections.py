@@ -32,6 +32,7 @@ from gateway.api.params import encode_cursor, list_query, no_query, parse_json
 from gateway.metadata.base import iso_time
 from gateway.metadata.query import Cursor
 from gateway.names import collection_name, image_id
+from gateway.jsoncodec import json_response
 
 IMAGE_FIELDS = ("image", "file")
 JSON_FIELDS = ("json", "json_properties", "properties_json")
@@ -60,7 +61,7 @@ _PROPERTIES_BODY = {"required": True, "content": {"application/json": {"schema":
 async def app_info(request: web.Request) -> web.Response:
     no_query(request.query)
     config = request.app[CONFIG]
-    return web.json_response(
+    return json_response(
         {
             "name": "image-gateway",
             "version": __version__,
@@ -79,14 +80,14 @@ async def app_info(request: web.Request) -> web.Response:
 @operation("List collection names", tag=TAG, ok={"200": json_answer("names", {"type": "array", "items": {"type": "string"}})}, errors=(503,))
 async def list_collections(request: web.Request) -> web.Response:
     no_query(request.query)
-    return web.json_response(await service(request).collections())
+    return json_response(await service(request).collections())
 
 
 @operation("Collection statistics", tag=TAG, ok={"200": json_answer("counts", {"type": "object"})}, errors=(404, 503))
 async def get_collection(request: web.Request) -> web.Response:
     no_query(request.query)
     stats = await service(request).collection_stats(collection_name(request.match_info["collection"]))
-    return web.json_response(
+    return json_response(
         {
             "name": stats.name,
             "documents": stats.documents,
@@ -102,7 +103,7 @@ async def delete_collection(request: web.Request) -> web.Response:
     no_query(request.query)
     name = collection_name(request.match_info["collection"])
     deleted = await service(request).drop_collection(name, scope=scope(request))
-    return web.json_response({"collection": name, "deleted": deleted})
+    return json_response({"collection": name, "deleted": deleted})
 
 
 async def _field_text(part: BodyPartReader, max_bytes: int, idle: float) -> str:
@@ -158,7 +159,7 @@ async def upload_image(request: web.Request) -> web.Response:
             raise Invalid("the upload has no file in the field 'image'", code="missing_image")
         # Plain fields are string properties; a JSON field supplies typed ones and wins.
         record = await upload.commit({**fields, **typed})
-    return web.json_response(document(request, record), headers={"ETag": etag(record)})
+    return json_response(document(request, record), headers={"ETag": etag(record)})
 
 
 @operation(
@@ -179,7 +180,7 @@ async def list_images(request: web.Request) -> web.Response:
         params = {k: v for k, v in request.query.items() if k not in ("skip", "offset", "cursor")}
         params["cursor"] = encode_cursor(Cursor(last.time, last.id), query.descending)
         headers["Link"] = f'<{absolute(request, request.path, params)}>; rel="next"'
-    return web.json_response([document(request, r) for r in page.records], headers=headers)
+    return json_response([document(request, r) for r in page.records], headers=headers)
 
 
 def _target(request: web.Request) -> tuple[str, str]:
@@ -190,7 +191,7 @@ def _target(request: web.Request) -> tuple[str, str]:
 async def get_image(request: web.Request) -> web.Response:
     no_query(request.query)
     record = await service(request).get(*_target(request), scope=scope(request))
-    return web.json_response(document(request, record), headers={"ETag": etag(record)})
+    return json_response(document(request, record), headers={"ETag": etag(record)})
 
 
 async def _update_properties(request: web.Request, update: Any) -> web.Response:
@@ -198,7 +199,7 @@ async def _update_properties(request: web.Request, update: Any) -> web.Response:
     collection, ident = _target(request)
     body = await read_json_object(request, request.app[CONFIG].limits.max_properties_bytes, "the body")
     record = await update(collection, ident, body, if_version=if_match_version(request, ident), scope=scope(request))
-    return web.json_response(document(request, record), headers={"ETag": etag(record)})
+    return json_response(document(request, record), headers={"ETag": etag(record)})
 
 
 @operation("Replace the properties", tag=TAG, ok=image_ok(), errors=(404, 409, 412, 413, 503), parameters=(IF_MATCH,), body=_PROPERTIES_BODY)
@@ -217,7 +218,7 @@ async def delete_image(request: web.Request) -> web.Response:
     no_query(request.query)
     collection, ident = _target(request)
     await service(request).delete(collection, ident, scope=scope(request))
-    return web.json_response({"collection": collection, "id": ident, "deleted": True})
+    return json_response({"collection": collection, "id": ident, "deleted": True})
 
 
 @operation("Download (redirect), or a rendition of the image", tag=TAG, ok=REDIRECT, errors=(400, 404, 413, 503), parameters=RENDITION_PARAMS)

@@ -17,6 +17,7 @@ from gateway.errors import Invalid, TooLarge, Unsupported
 from gateway.keys import CONFIG, USER_ID
 from gateway.api.params import no_query
 from gateway.names import collection_name
+from gateway.jsoncodec import json_response
 
 log = logging.getLogger(__name__)
 
@@ -107,4 +108,4 @@ async def import_dataset(request: web.Request) -> web.Response:
         if not await _spool(reader, path, limits.max_archive_bytes, limits.body_idle_timeout_seconds):
             raise Invalid(f"the import has no zip in the field {ARCHIVE_FIELD!r}", code="missing_archive")
         summary = await Datasets(service(request)).import_path(collection, path, owner=request.get(USER_ID))
-    return web.json_response({"collection": collection, **summary.as_dict()})
+    return json_response({"collection": collection, **summary.as_dict()})

@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.api.openapi import json_answer, operation, ref
 from gateway.errors import GatewayError
 from gateway.keys import BLOBS, METADATA
+from gateway.jsoncodec import json_response
 
 READY_TIMEOUT_SECONDS = 2.0
 # Probes and metrics are public: orchestrators and Prometheus carry no user token.
@@ -31,7 +32,7 @@ METRICS_OPERATION = operation("Prometheus metrics", tag=TAG, ok={"200": {"descri
 
 @operation("Liveness: the process serves", tag=TAG, ok={"200": json_answer("alive", {"type": "object"})}, public=True)
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
+    return json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
 
 async def _check(ping: Callable[[], Awaitable[None]]) -> dict[str, Any]:
@@ -55,7 +56,7 @@ async def ready(request: web.Request) -> web.Response:
     failed = [name for name, check in checks.items() if not check["ok"]]
     headers = {"Cache-Control": "no-store"}
     if not failed:
-        return web.json_response({"status": "ready", "checks": checks}, headers=headers)
+        return json_response({"status": "ready", "checks": checks}, headers=headers)
     message = "not ready: " + "; ".join(f"{name} ({checks[name]['error']})" for name in failed)
     body = {"status": "unavailable", "failed": failed, "checks": checks, "error": {"code": "not_ready", "message": message}}
-    return web.json_response(body, status=503, headers=headers)
+    return json_response(body, status=503, headers=headers)

@@ -14,6 +14,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from gateway import jsoncodec
 from gateway.errors import Invalid, NotFound
 from gateway.metadata.base import iso_time, parse_iso_time
 from gateway.metadata.query import DEFAULT_LIMIT, Condition, Cursor, ListQuery
@@ -34,7 +35,7 @@ def parse_json(raw: bytes | str, what: str) -> Any:
     try:
         # strict=False: clients that paste base64 with its line breaks into a JSON string
         # (seed 000's curl flow) send raw control characters inside strings.
-        return json.loads(raw, strict=False)
+        return jsoncodec.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise Invalid(f"{what} is not valid JSON", code="invalid_json") from None
     except RecursionError:

@@ -12,6 +12,7 @@ from gateway.keys import CONFIG, USER_ID
 from gateway.api.params import list_query, no_query
 from gateway.metadata.query import ListQuery
 from gateway.names import image_id
+from gateway.jsoncodec import json_response
 
 _UPLOAD_FIELDS = {"data", "filename", "properties"}
 TAG = "v1"
@@ -55,7 +56,7 @@ async def create_image(request: web.Request) -> web.Response:
     data = decode_base64(body.get("data"))
     del body
     record = await service(request).upload_bytes(_collection(request), data, filename, properties, owner=request.get(USER_ID))
-    return web.json_response(document(request, record), status=201)
+    return json_response(document(request, record), status=201)
 
 
 @operation("List images (offset pages)", tag=TAG, ok={"200": json_answer("one page", _PAGE)}, errors=(503,), parameters=OFFSET_PARAMS)
@@ -69,7 +70,7 @@ async def list_images(request: web.Request) -> web.Response:
     def link(offset: int) -> str:
         return absolute(request, path, {"offset": str(offset), "limit": str(query.limit)})
 
-    return web.json_response(
+    return json_response(
         {
             "kind": "Collection",
             "next": link(query.skip + query.limit) if page.has_more else None,
@@ -83,7 +84,7 @@ async def list_images(request: web.Request) -> web.Response:
 async def get_image(request: web.Request) -> web.Response:
     no_query(request.query)
     record = await service(request).get(_collection(request), image_id(request.match_info["image_id"]), scope=scope(request))
-    return web.json_response(document(request, record))
+    return json_response(document(request, record))
 
 
 @operation("Delete an image", tag=TAG, ok={"200": json_answer("the deleted id", {"type": "object"})}, errors=(404, 503))
@@ -91,7 +92,7 @@ async def delete_image(request: web.Request) -> web.Response:
     no_query(request.query)
     ident = image_id(request.match_info["image_id"])
     await service(request).delete(_collection(request), ident, scope=scope(request))
-    return web.json_response({"image_id": ident})
+    return json_response({"image_id": ident})
 
 
 @operation("Download (redirect), or a rendition of the image", tag=TAG, ok=REDIRECT, errors=(400, 404, 413, 503), parameters=RENDITION_PARAMS)

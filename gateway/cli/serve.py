@@ -23,6 +23,7 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.app import create_app
+from gateway.cli import eventloop
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.keys import IN_FLIGHT
@@ -51,7 +52,7 @@ def run(config: Config, workers: int) -> int:
     try:
         if workers > 1:
             return _run_workers(config, workers)
-        asyncio.run(serve(config))
+        eventloop.run(serve(config))
     except OSError as exc:
         print(f"gateway: cannot serve on {config.server.host}:{config.server.port}: {exc.strerror}", file=sys.stderr)
         return 1
@@ -127,7 +128,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _worker(config: Config, sock: socket.socket) -> int:
     try:
-        asyncio.run(serve(config, sock))
+        eventloop.run(serve(config, sock))
         return 0
     except KeyboardInterrupt:
         return 0

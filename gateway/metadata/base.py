@@ -120,6 +120,10 @@ class MetadataStore(Protocol):
     async def insert(self, record: ImageRecord) -> None:
         """Add a record; `Conflict` if (collection, id) exists."""
 
+    async def insert_many(self, records: list[ImageRecord]) -> None:
+        """Add records in bulk (imports, benchmarks); `Conflict` if any (collection, id) exists,
+        after adding every record whose id was free."""
+
     async def get(self, collection: str, image_id: str) -> ImageRecord:
         """One record; `NotFound` if absent."""
 

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from gateway.config import Config
 from gateway.errors import Conflict, NotFound
@@ -87,6 +87,9 @@ class MongoMetadataStore:
             await self._images.create_index([("collection", ASCENDING), ("time", DESCENDING), ("id", DESCENDING)], name="collection_time_id")
             await self._images.create_index([("collection", ASCENDING), ("path", ASCENDING)], name="collection_path")
             await self._images.create_index([("sha256", ASCENDING)], name="sha256")
+            await self._images.create_index(
+                [("collection", ASCENDING), ("owner", ASCENDING), ("time", DESCENDING), ("id", DESCENDING)], name="collection_owner_time_id"
+            )
 
     # Every driver call goes through here so failures surface as one error type.
     async def _call(self, awaitable: Any) -> Any:
@@ -99,6 +102,18 @@ class MongoMetadataStore:
     async def insert(self, record: ImageRecord) -> None:
         await self._call(self._images.insert_one(_to_doc(record)))
 
+    async def insert_many(self, records: list[ImageRecord]) -> None:
+        if not records:
+            return
+        with unavailable_on_failure():
+            try:
+                # Unordered: every free id is added even when one is taken.
+                await self._images.insert_many([_to_doc(record) for record in records], ordered=False)
+            except BulkWriteError as exc:
+                if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
+                    raise
+                raise Conflict("an image with that id exists", code="image_exists") from None
+
     async def get(self, collection: str, image_id: str) -> ImageRecord:
         doc = await self._call(self._images.find_one({"_id": _doc_id(collection, image_id)}))
         if doc is None:
@@ -108,8 +123,14 @@ class MongoMetadataStore:
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
         spec = _filter(collection, query.conditions, query.owner)
         if query.after is not None:
-            op = "$lt" if query.descending else "$gt"
-            keyset = {"$or": [{"time": {op: query.after.time}}, {"time": query.after.time, "id": {op: query.after.id}}]}
+            # The bound on time alone gives MongoDB the index range's start (time <= cursor on
+            # collection_time_id, or collection_owner_time_id for an owner); the `$or` then only
+            # drops the cursor's own time's records up to it, so a deep page reads O(page) keys.
+            op, inclusive = ("$lt", "$lte") if query.descending else ("$gt", "$gte")
+            keyset = {
+                "time": {inclusive: query.after.time},
+                "$or": [{"time": {op: query.after.time}}, {"id": {op: query.after.id}}],
+            }
             spec = {"$and": [spec, keyset]}
         direction = DESCENDING if query.descending else ASCENDING
         cursor = self._images.find(spec).sort([("time", direction), ("id", direction)]).skip(query.skip).limit(query.limit)

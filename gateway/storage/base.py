@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,11 +79,15 @@ class BlobStore(Protocol):
         *,
         content_type: str,
         filename: str,
+        sha256: Callable[[], bytes] | None = None,
     ) -> None:
         """Store the bytes `chunks` yields under `key`, visible only once the whole body is in:
         a reader sees the full object or none. Never replaces an object: if `key` exists, raises
         `Conflict` (code `object_exists`) and leaves it as it was. If `chunks` raises, nothing is
-        left behind and the exception propagates. `filename` goes into Content-Disposition."""
+        left behind and the exception propagates. `filename` goes into Content-Disposition.
+        `sha256`, when given, returns the SHA-256 digest of everything `chunks` yielded (called
+        once they are exhausted): a store that sends a checksum with the body may use it instead
+        of hashing the bytes again."""
 
     def get(self, key: str) -> AsyncIterator[bytes]:
         """The object's bytes, in chunks. Raises `BlobNotFound`."""

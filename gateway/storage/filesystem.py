@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,7 +64,9 @@ class FilesystemBlobStore:
             raise Invalid("malformed object key", code="invalid_key")
         return path
 
-    async def put(self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, filename: str) -> None:
+    async def put(
+        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, filename: str, sha256: Callable[[], bytes] | None = None
+    ) -> None:
         target = self.local_path(key)
         fd, tmp_name = await asyncio.to_thread(tempfile.mkstemp, dir=self._tmp, prefix="upload-")
         try:
