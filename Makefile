@@ -45,9 +45,11 @@ browser:
 	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; fi
 
-# Unused imports and names, undefined names: the checks that find real mistakes, not style.
+# Unused imports and names, undefined names, and types (mypy over gateway/): the checks that find
+# real mistakes, not style.
 lint: $(VENV)/.installed-test
 	$(BIN)/python -m pyflakes gateway tests benchmarks
+	$(BIN)/python -m mypy gateway
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run.py

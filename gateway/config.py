@@ -269,7 +269,7 @@ def _cast(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(items, (list, tuple)):
             raise ConfigError(f"{key}: expected a list")
         return tuple(_cast(item, typing.get_args(hint)[0], f"{key}[{i}]") for i, item in enumerate(items))
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping")
         return _build(hint, value, key + ".")

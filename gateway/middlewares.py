@@ -9,8 +9,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, TypedDict
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -45,7 +45,13 @@ SECURITY_HEADERS = {
 # and each header field of at most 8 KiB, and at most 100 header fields. Past them aiohttp
 # answers 400 before any route or middleware runs. Bodies and form fields are bounded by
 # `limits` in the config, while they stream.
-HTTP_PARSER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
+class ParserLimits(TypedDict):
+    max_line_size: int
+    max_field_size: int
+    max_headers: int
+
+
+HTTP_PARSER_LIMITS: ParserLimits = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
 _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
 _REQUEST_HEADERS = "Authorization, Content-Type, If-Match, X-API-Key, X-Request-ID"
 _EXPOSED = "ETag, Link, Location, X-Request-ID, X-Total-Count"
@@ -128,9 +134,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     started = time.perf_counter()
     outcome = Outcome()
     try:
-        response = await outcome.run(handler, request)
-        response.headers["X-Request-ID"] = request_id
-        return response
+        answer = await outcome.run(handler, request)
+        answer.headers["X-Request-ID"] = request_id
+        return answer
     finally:
         if task is not None:
             in_flight.discard(task)
@@ -167,8 +173,7 @@ def _allowed_origin(request: web.Request) -> str | None:
     return origin if origin in allowed else None
 
 
-def _decorate(headers: object, request: web.Request, origin: str | None) -> None:
-    assert hasattr(headers, "setdefault")
+def _decorate(headers: MutableMapping[str, str], request: web.Request, origin: str | None) -> None:
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
     if request.app[CONFIG].cors.allowed_origins:
@@ -183,16 +188,16 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Headers every answer carries (no sniffing, no framing, no referrer) and CORS, off by default."""
     origin = _allowed_origin(request)
     if request.method == "OPTIONS" and origin is not None and "Access-Control-Request-Method" in request.headers:
-        response = web.Response(status=204)
-        response.headers.update(
+        preflight = web.Response(status=204)
+        preflight.headers.update(
             {
                 "Access-Control-Allow-Methods": _METHODS,
                 "Access-Control-Allow-Headers": _REQUEST_HEADERS,
                 "Access-Control-Max-Age": str(request.app[CONFIG].cors.max_age_seconds),
             }
         )
-        _decorate(response.headers, request, origin)
-        return response
+        _decorate(preflight.headers, request, origin)
+        return preflight
     try:
         response = await handler(request)
     except web.HTTPException as exc:

@@ -54,7 +54,7 @@ _NAME = path_param("name", {"type": "string"}, "a file of the gallery (its scrip
 
 
 @operation("The gallery: browse, upload, edit and delete images in a browser", tag="gallery", ok=_HTML, public=True)
-async def index(request: web.Request) -> web.Response:
+async def index(request: web.Request) -> web.FileResponse:
     headers = {**_CACHE, "Content-Security-Policy": await page_policy(request)}
     return web.FileResponse(STATIC / "index.html", headers={**headers, "Content-Type": "text/html; charset=utf-8"})
 

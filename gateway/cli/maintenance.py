@@ -35,7 +35,7 @@ def _collection(raw: str) -> str:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction) -> None:
     def command(name: str, text: str) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, help=text, description=text)
         parser.add_argument("--config", type=Path, help="YAML configuration file (default: $GATEWAY_CONFIG or config/gateway.yaml)")

@@ -139,7 +139,8 @@ def _worker(config: Config, sock: socket.socket) -> int:
 
 def _run_workers(config: Config, count: int) -> int:
     sock = _bind(config.server.host, config.server.port)
-    _announce(*sock.getsockname()[:2], workers=count)
+    host, port = sock.getsockname()[:2]
+    _announce(host, port, workers=count)
     sys.stdout.flush()
     sys.stderr.flush()
     children: set[int] = set()

@@ -78,7 +78,9 @@ class ZipExport:
     def __init__(self, write: Callable[[bytes], Awaitable[None]]):
         self._write = write
         self._sink = _Sink()
-        self._zip = zipfile.ZipFile(self._sink, "w", allowZip64=True)  # type: ignore[arg-type]
+        # typeshed's writable-file protocol asks for close(), which zipfile never calls on a file
+        # it was given; _Sink has none on purpose (see above).
+        self._zip = zipfile.ZipFile(self._sink, "w", allowZip64=True)  # type: ignore[call-overload]
 
     async def _drain(self) -> None:
         data = self._sink.take()

@@ -143,13 +143,18 @@ async def _chunks(source: ImportSource, name: str) -> AsyncIterator[bytes]:
         handle = await asyncio.shield(opening)
     except asyncio.CancelledError:
         # The thread opens the member regardless; close it once it has, or it leaks.
-        opening.add_done_callback(lambda done: done.cancelled() or done.exception() or done.result().close())
+        opening.add_done_callback(_close_once_open)
         raise
     try:
         while chunk := await asyncio.to_thread(handle.read, CHUNK):
             yield chunk
     finally:
         await asyncio.to_thread(handle.close)
+
+
+def _close_once_open(opening: asyncio.Future[io.BufferedReader]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 async def _sha256_of(source: ImportSource, name: str) -> str:

@@ -40,7 +40,7 @@ def _to_doc(record: ImageRecord) -> dict[str, Any]:
 
 
 def _to_record(doc: dict[str, Any]) -> ImageRecord:
-    return ImageRecord(**{name: doc.get(name) for name in RECORD_FIELDS if name in doc})
+    return ImageRecord(**{name: doc[name] for name in RECORD_FIELDS if name in doc})
 
 
 def _condition(condition: Condition) -> dict[str, Any]:
@@ -178,7 +178,8 @@ class MongoMetadataStore:
             except DuplicateKeyError:
                 # Two first uploads raced to create the entry; the other one won, so read theirs.
                 doc = await self._collections.find_one({"_id": name})
-        if doc["state"] != "active":
+        # None: the winner's collection was dropped meanwhile, as good as being deleted.
+        if doc is None or doc["state"] != "active":
             raise Conflict("the collection is being deleted", code="collection_dropping")
         return doc["generation"]
 
@@ -208,7 +209,7 @@ class MongoMetadataStore:
         documents = await self._call(self._images.count_documents({"collection": name}))
         if documents == 0:
             return CollectionStats(name, 0, 0, created_at, created_at)
-        pipeline = [{"$match": {"collection": name}}, {"$group": {"_id": None, "bytes": {"$sum": "$size"}}}]
+        pipeline: list[dict[str, Any]] = [{"$match": {"collection": name}}, {"$group": {"_id": None, "bytes": {"$sum": "$size"}}}]
         groups = await self._call((await self._call(self._images.aggregate(pipeline))).to_list(length=1))
         newest = await self._call(
             self._images.find_one({"collection": name}, {"updated_at": 1}, sort=[("updated_at", DESCENDING)])

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 TRIM_EVERY = 256
 _APPEND_ATTEMPTS = 100
 _DUPLICATE_KEY = 11000
-_COUNTER = {"filter": {"_id": "events"}, "upsert": True, "return_document": ReturnDocument.AFTER}
+_COUNTER: dict[str, Any] = {"filter": {"_id": "events"}, "upsert": True, "return_document": ReturnDocument.AFTER}
 
 
 def _event(doc: dict[str, Any]) -> Event:
@@ -50,6 +50,8 @@ class MongoEventLog:
         except DuplicateKeyError:
             # Concurrent first appends both tried to create the counter; it exists now.
             counter = await self._sequence.find_one_and_update(**draw)
+        # An upsert that returns the document after it: there is always one.
+        assert counter is not None
         return int(counter["seq"])
 
     async def append_many(self, entries: list[tuple[str, ImageRecord]]) -> None:

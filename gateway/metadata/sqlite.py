@@ -322,6 +322,7 @@ class SqliteMetadataStore(SqliteThread):
 
     async def records(self, collection: str | None = None) -> AsyncIterator[ImageRecord]:
         after = ""
+        params: tuple[str, ...]
         while True:
             # Pages by path keep memory flat however large the table is.
             if collection is None:

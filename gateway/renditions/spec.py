@@ -102,7 +102,7 @@ def requested(query: Mapping[str, str]) -> bool:
 
 
 def _one(query: Mapping[str, str], name: str) -> str | None:
-    values = query.getall(name, []) if hasattr(query, "getall") else [query[name]] if name in query else []  # type: ignore[attr-defined]
+    values = query.getall(name, []) if hasattr(query, "getall") else [query[name]] if name in query else []
     if len(values) > 1:
         raise Invalid(f"{name}: given more than once", code=f"invalid_{name}")
     return values[0] if values else None
