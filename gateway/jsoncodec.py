@@ -32,7 +32,8 @@ def loads(raw: bytes | str) -> Any:
     """`json.loads(raw, strict=False)`, faster; raises what it raises."""
     # orjson reads an integer past 64 bits as a float, where the standard library keeps it an
     # int (which validation then refuses); a run of 19 digits anywhere sends the text there.
-    if (_LONG_DIGITS_BYTES if isinstance(raw, (bytes, bytearray)) else _LONG_DIGITS).search(raw) is None:
+    long_digits = _LONG_DIGITS_BYTES.search(raw) if isinstance(raw, (bytes, bytearray)) else _LONG_DIGITS.search(raw)
+    if long_digits is None:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

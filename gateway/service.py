@@ -17,10 +17,10 @@ import hashlib
 import logging
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from gateway.caches import ExpiringCache, SharedReads
 from gateway.config import Config
@@ -277,7 +277,8 @@ class ImageService:
         return generation, False
 
     async def blob_exists(self, key: str) -> bool:
-        chunks = self.blobs.get(key)
+        # A generator (every store's `get` is one), so it can be closed before it is exhausted.
+        chunks = cast(AsyncGenerator[bytes, None], self.blobs.get(key))
         try:
             await chunks.__anext__()
         except StopAsyncIteration:
