@@ -8,7 +8,6 @@ the test skips, or fails under GATEWAY_REQUIRE_PEERS=1 as the peers do.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,37 +17,13 @@ from gateway.app import create_app
 from gateway.keys import CONFIG
 from tests import peers
 from tests.api.test_collections import upload
-from tests.helpers import REQUIRE_PEERS, jpeg, make_config, s3_overrides
-
-CHROMIUM = Path(os.environ.get("GATEWAY_CHROMIUM", "/usr/bin/chromium"))
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-
-def _missing(message: str) -> None:
-    if REQUIRE_PEERS:
-        pytest.fail(message + "; GATEWAY_REQUIRE_PEERS=1 forbids skipping", pytrace=False)
-    pytest.skip(message)
-
+from tests.browsers import ARTIFACTS, chromium
+from tests.helpers import jpeg, make_config, s3_overrides
 
 @pytest.fixture
 async def browser() -> Any:
-    if not CHROMIUM.is_file():
-        _missing(f"{CHROMIUM} is not installed: run `make browser` (apt-get install chromium)")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        _missing("playwright is not installed: pip install -e '.[test]'")
-    ARTIFACTS.mkdir(exist_ok=True)
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium(ARTIFACTS) as launched:
+        yield launched
 
 
 @pytest.mark.peers

@@ -3,7 +3,7 @@ server-side warning a browser provokes (see `FILE_RESPONSE_CANCEL`)."""
 
 from __future__ import annotations
 
-from tests.test_browser import ARTIFACTS
+from tests.browsers import ARTIFACTS
 
 GALLERY_ARTIFACTS = ARTIFACTS / "gallery"
 TIMEOUT = 30_000

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import APP_BACKENDS, app_overrides
 from tests.gallery.browser import FILE_RESPONSE_CANCEL, GALLERY_ARTIFACTS
-from tests.test_browser import CHROMIUM, FLAGS, _missing
+from tests.browsers import chromium as launch
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,16 +25,5 @@ def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture
 async def chromium() -> Any:
-    if not CHROMIUM.is_file():
-        _missing(f"{CHROMIUM} is not installed: run `make browser` (apt-get install chromium)")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        _missing("playwright is not installed: pip install -e '.[test]'")
-    GALLERY_ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with launch(GALLERY_ARTIFACTS) as launched:
+        yield launched
