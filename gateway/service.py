@@ -14,7 +14,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -226,7 +226,7 @@ class ImageService:
         return await self.meta.get(collection, image_id)
 
     async def find(self, collection: str, query: ListQuery, *, with_total: bool) -> Page:
-        probe = ListQuery(query.conditions, query.limit + 1, query.skip, query.descending, query.after)
+        probe = replace(query, limit=query.limit + 1)
         records = await self.meta.find(collection, probe)
         total = await self.meta.count(collection, query.conditions) if with_total else None
         return Page(records[: query.limit], len(records) > query.limit, total)

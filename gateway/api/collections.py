@@ -27,8 +27,8 @@ from gateway.api.common import (
 )
 from gateway.errors import Invalid, TooLarge, Unsupported
 from gateway.keys import BLOBS, CONFIG, METADATA, OWNER_SCOPE, USER_ID
-from gateway.api.params import encode_cursor, list_query, no_query, parse_json
-from gateway.metadata.query import Cursor, owned_by
+from gateway.api.params import SKIP_NAMES, list_query, next_cursor, no_query, parse_json
+from gateway.metadata.query import owned_by
 from gateway.names import collection_name, image_id
 
 IMAGE_FIELDS = ("image", "file")
@@ -176,8 +176,8 @@ async def list_images(request: web.Request) -> web.Response:
         headers["X-Total-Count"] = str(page.total)
     if page.has_more and page.records:
         last = page.records[-1]
-        params = {k: v for k, v in request.query.items() if k not in ("skip", "offset", "cursor")}
-        params["cursor"] = encode_cursor(Cursor(last.time, last.id), query.descending)
+        params = {k: v for k, v in request.query.items() if k not in (*SKIP_NAMES, "cursor")}
+        params["cursor"] = next_cursor(query, last)
         headers["Link"] = f'<{absolute(request, request.path, params)}>; rel="next"'
     return web.json_response([document(request, r) for r in page.records], headers=headers)
 
@@ -186,8 +186,9 @@ def _target(request: web.Request) -> tuple[str, str]:
     return collection_name(request.match_info["collection"]), image_id(request.match_info["image_id"])
 
 
+# Reads of one image and downloads ignore query parameters: browsers, CDNs and cache-busting
+# `<img src="...?v=2">` add them, and no parameter changes what these answer.
 async def get_image(request: web.Request) -> web.Response:
-    no_query(request.query)
     record = await service(request).get(*_target(request))
     return web.json_response(document(request, record), headers={"ETag": etag(record)})
 
@@ -218,7 +219,6 @@ async def delete_image(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.Response:
-    no_query(request.query)
     return await redirect_to_object(request, *_target(request))
 
 

@@ -13,6 +13,8 @@ from gateway.metadata.query import ListQuery, owned_by
 from gateway.names import image_id
 
 _UPLOAD_FIELDS = {"data", "filename", "properties"}
+# Seed 000 names no default page size; this API keeps its own.
+DEFAULT_LIMIT = 50
 
 
 def _collection(request: web.Request) -> str:
@@ -40,7 +42,7 @@ async def create_image(request: web.Request) -> web.Response:
 
 async def list_images(request: web.Request) -> web.Response:
     no_query(request.query, allowed=("offset", "limit"))
-    parsed = list_query(request.query)
+    parsed = list_query(request.query, default_limit=DEFAULT_LIMIT)
     query = owned_by(ListQuery(limit=parsed.limit, skip=parsed.skip), request.get(OWNER_SCOPE))
     page = await service(request).find(_collection(request), query, with_total=False)
     path = "/v1/images"
@@ -58,8 +60,8 @@ async def list_images(request: web.Request) -> web.Response:
     )
 
 
+# Like seed 001's, reads of one image and downloads ignore query parameters (cache busters).
 async def get_image(request: web.Request) -> web.Response:
-    no_query(request.query)
     record = await service(request).get(_collection(request), image_id(request.match_info["image_id"]))
     return web.json_response(document(request, record))
 
@@ -72,7 +74,6 @@ async def delete_image(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.Response:
-    no_query(request.query)
     return await redirect_to_object(request, _collection(request), image_id(request.match_info["image_id"]))
 
 

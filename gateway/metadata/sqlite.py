@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
 from gateway.metadata.sqlite_thread import OnItsThread, connect
-from gateway.metadata.query import Condition, ListQuery, OWNER_FIELD
+from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, ListQuery, OWNER_FIELD, keyset, order
 
 T = TypeVar("T")
 
@@ -131,6 +131,8 @@ def _condition(condition: Condition, params: list[Any]) -> str:
     if field == OWNER_FIELD:
         params.append(value)
         return "owner = ?"
+    if field in (ID_FIELD, SHA256_FIELD):
+        return _column_condition("id" if field == ID_FIELD else "sha256", op, value, params)
     if field == "time":
         if op == "$exists":
             return "1" if value else "0"
@@ -151,6 +153,76 @@ def _condition(condition: Condition, params: list[Any]) -> str:
             return "0"
         return "(" + " OR ".join(_property_match(field, "$eq", v, params) for v in value) + ")"
     return _property_match(field, op, value, params)
+
+
+def _column_condition(column: str, op: str, value: Any, params: list[Any]) -> str:
+    if op in ("$in", "$nin"):
+        if not value:
+            return "0" if op == "$in" else "1"
+        params.extend(value)
+        return f"{column} {'IN' if op == '$in' else 'NOT IN'} ({', '.join('?' for _ in value)})"
+    params.append(value)
+    return f"{column} {'<>' if op == '$ne' else '='} ?"
+
+
+# A property's sort position (see query.sort_position): its bracket, then its value within it.
+_BRACKET = (
+    "(SELECT CASE p.type WHEN 'integer' THEN 1 WHEN 'real' THEN 1 WHEN 'text' THEN 2 WHEN 'object' THEN 3 "
+    "WHEN 'array' THEN 4 WHEN 'true' THEN 5 WHEN 'false' THEN 5 END FROM json_each(images.properties) AS p WHERE p.key = ?)"
+)
+_IN_BRACKET = (
+    "(SELECT CASE WHEN p.type IN ('integer', 'real', 'text') THEN p.value WHEN p.type = 'true' THEN 1 "
+    "WHEN p.type = 'false' THEN 0 END FROM json_each(images.properties) AS p WHERE p.key = ?)"
+)
+
+
+def _sort_terms(query: ListQuery) -> tuple[list[tuple[str, list[Any], bool]], list[Any] | None]:
+    """The ORDER BY terms (SQL, its parameters, descending) and the cursor's value for each."""
+    keys = order(query)
+    cursor = keyset(query)
+    terms: list[tuple[str, list[Any], bool]] = []
+    values: list[Any] = []
+    for index, key in enumerate(keys):
+        value = cursor.values[index] if cursor is not None else None
+        if key.field == "time":
+            terms.append(("time", [], key.descending))
+            values.append(_ts(value) if value is not None else None)
+        elif key.field == ID_FIELD:
+            terms.append(("id", [], key.descending))
+            values.append(value)
+        else:
+            terms += [(_BRACKET, [key.field], key.descending), (_IN_BRACKET, [key.field], key.descending)]
+            values += list(value) if value is not None else [None, None]
+    terms.append(("id", [], keys[-1].descending))
+    values.append(cursor.id if cursor is not None else None)
+    return terms, (values if cursor is not None else None)
+
+
+def _after(terms: list[tuple[str, list[Any], bool]], values: list[Any], params: list[Any]) -> str:
+    """Rows strictly after the cursor in the order of `terms`; NULL (a missing property) sorts
+    first ascending and last descending, as in MongoDB."""
+    alternatives = []
+    for index, (sql, args, descending) in enumerate(terms):
+        value = values[index]
+        if value is None and descending:
+            continue  # nothing sorts after NULL going down
+        clause: list[str] = []
+        local: list[Any] = []
+        for (eq_sql, eq_args, _), eq_value in zip(terms[:index], values[:index]):
+            clause.append(f"{eq_sql} IS NULL" if eq_value is None else f"{eq_sql} = ?")
+            local += eq_args if eq_value is None else [*eq_args, eq_value]
+        if value is None:
+            clause.append(f"{sql} IS NOT NULL")
+            local += args
+        elif descending:
+            clause.append(f"({sql} < ? OR {sql} IS NULL)")
+            local += [*args, value, *args]
+        else:
+            clause.append(f"{sql} > ?")
+            local += [*args, value]
+        alternatives.append("(" + " AND ".join(clause) + ")")
+        params += local
+    return "(" + (" OR ".join(alternatives) or "0") + ")"
 
 
 def _where(collection: str, conditions: tuple[Condition, ...], params: list[Any]) -> str:
@@ -225,12 +297,13 @@ class SqliteMetadataStore(OnItsThread):
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
         params: list[Any] = []
         where = _where(collection, query.conditions, params)
-        direction = "DESC" if query.descending else "ASC"
-        if query.after is not None:
-            op = "<" if query.descending else ">"
-            where += f" AND (time {op} ? OR (time = ? AND id {op} ?))"
-            params += [_ts(query.after.time), _ts(query.after.time), query.after.id]
-        sql = f"SELECT {_COLUMNS} FROM images WHERE {where} ORDER BY time {direction}, id {direction} LIMIT ? OFFSET ?"
+        terms, values = _sort_terms(query)
+        if values is not None:
+            where += " AND " + _after(terms, values, params)
+        order_by = ", ".join(f"{sql} {'DESC' if descending else 'ASC'}" for sql, _, descending in terms)
+        for _, args, _ in terms:
+            params += args
+        sql = f"SELECT {_COLUMNS} FROM images WHERE {where} ORDER BY {order_by} LIMIT ? OFFSET ?"
         params += [query.limit, query.skip]
         rows = await self._run(lambda: self.db.execute(sql, params).fetchall())
         return [_row_to_record(row) for row in rows]

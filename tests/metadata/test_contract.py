@@ -524,3 +524,130 @@ async def test_collection_stats(metadata_store: MetadataStore) -> None:
 
 async def test_ping(metadata_store: MetadataStore) -> None:
     await metadata_store.ping()
+
+
+# --- sorting by properties, ids and hashes (issue 9) ------------------------------------------
+
+from gateway.api.params import sort_values  # noqa: E402
+from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, SortCursor, SortKey, sort_position  # noqa: E402
+
+# One value of each kind, several per bracket; "-" marks a record without the property.
+MIXED_VALUES: list[Any] = [
+    "-", None, 5, 2.5, -1, 2**53, 0, "", "A", "b", "é", "東京", {"a": 1}, {}, [3, "z"], [], ["a"], True, False, "-", None, 5,
+]
+
+
+def reference_order(records: list[ImageRecord], keys: tuple[SortKey, ...]) -> list[str]:
+    """The documented order (gateway.metadata.query.sort_position), computed here independently
+    of any backend: brackets, then values within them, then the id in the last key's direction."""
+
+    def component(record: ImageRecord, key: SortKey) -> tuple[Any, ...]:
+        if key.field == "time":
+            return (record.time,)
+        if key.field == ID_FIELD:
+            return (record.id,)
+        bracket, value = sort_position(key.field in record.properties, record.properties.get(key.field))
+        return (0 if bracket is None else bracket, 0 if value is None else value)
+
+    ordered = list(records)
+    ordered.sort(key=lambda r: r.id, reverse=keys[-1].descending)
+    for key in reversed(keys):  # stable sorts, least significant first
+        ordered.sort(key=lambda r, k=key: component(r, k), reverse=key.descending)
+    return ids(ordered)
+
+
+@pytest.fixture
+async def mixed(metadata_store: MetadataStore) -> list[ImageRecord]:
+    records = []
+    for index, value in enumerate(MIXED_VALUES):
+        properties: dict[str, Any] = {"score": index % 3}
+        if value != "-":
+            properties["k"] = value
+        records.append(make_record(time=at(index % 4), properties=properties))
+    await insert_all(metadata_store, records[::-1])
+    await metadata_store.insert(make_record("elsewhere", properties={"k": 1}))
+    return records
+
+
+SORTS = {
+    "k-asc": (SortKey("k"),),
+    "k-desc": (SortKey("k", True),),
+    "score-desc-time-asc": (SortKey("score", True), SortKey("time")),
+    "score-k-time": (SortKey("score"), SortKey("k", True), SortKey("time")),
+    "id-desc": (SortKey(ID_FIELD, True),),
+    "missing-everywhere": (SortKey("nowhere"),),
+}
+
+
+@pytest.mark.parametrize("sort", SORTS.values(), ids=SORTS.keys())
+async def test_sort_by_properties_follows_the_documented_order(metadata_store: MetadataStore, mixed: list[ImageRecord], sort: tuple[SortKey, ...]) -> None:
+    found = await metadata_store.find("photos", ListQuery(limit=100, sort=sort))
+    assert ids(found) == reference_order(mixed, sort)
+
+
+async def test_mixed_types_sort_by_bracket(metadata_store: MetadataStore, mixed: list[ImageRecord]) -> None:
+    """Spelled out once: missing/null < numbers < strings < objects < arrays < booleans."""
+    found = await metadata_store.find("photos", ListQuery(limit=100, sort=(SortKey("k"),)))
+    brackets = [sort_position("k" in r.properties, r.properties.get("k"))[0] or 0 for r in found]
+    assert brackets == sorted(brackets) and len(set(brackets)) == 6
+    values = [r.properties.get("k") for r in found]
+    assert [type(v) for v in values[:4]] == [type(None)] * 4  # two records without k, two with null
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    assert numbers == sorted(numbers) == [-1, 0, 2.5, 5, 5, 2**53]
+    assert isinstance(values[-1], bool) and isinstance(values[-2], bool)
+    assert [r.properties["k"] for r in found if isinstance(r.properties.get("k"), str)] == ["", "A", "b", "é", "東京"]
+    assert values[-2:] == [False, True]
+
+
+@pytest.mark.parametrize("sort", SORTS.values(), ids=SORTS.keys())
+@pytest.mark.parametrize("page_size", [1, 3, 7])
+async def test_sorted_keyset_pages_cover_everything_once(
+    metadata_store: MetadataStore, mixed: list[ImageRecord], sort: tuple[SortKey, ...], page_size: int
+) -> None:
+    seen: list[ImageRecord] = []
+    after = None
+    for _ in range(len(mixed) + 2):
+        page = await metadata_store.find("photos", ListQuery(limit=page_size, sort=sort, after_key=after))
+        seen += page
+        if len(page) < page_size:
+            break
+        after = SortCursor(sort_values(page[-1], sort), page[-1].id)
+    assert ids(seen) == reference_order(mixed, sort)
+
+
+async def test_sorted_pages_with_a_filter_and_skip(metadata_store: MetadataStore, mixed: list[ImageRecord]) -> None:
+    sort = (SortKey("k", True),)
+    matching = [r for r in mixed if r.properties["score"] == 1]
+    found = await metadata_store.find("photos", ListQuery(parse_filter('{"score": 1}'), limit=100, sort=sort))
+    assert ids(found) == reference_order(matching, sort)
+    skipped = await metadata_store.find("photos", ListQuery(parse_filter('{"score": 1}'), limit=2, skip=1, sort=sort))
+    assert ids(skipped) == reference_order(matching, sort)[1:3]
+
+
+async def test_sort_sees_replaced_properties(metadata_store: MetadataStore) -> None:
+    low, high = make_record(properties={"k": 1}), make_record(properties={"k": 2})
+    await insert_all(metadata_store, [low, high])
+    await metadata_store.replace_properties(low.with_properties({"k": "text"}, at(9)), low.version)
+    found = await metadata_store.find("photos", ListQuery(limit=10, sort=(SortKey("k"),)))
+    assert ids(found) == [high.id, low.id]
+
+
+async def test_id_and_sha256_conditions(metadata_store: MetadataStore, timeline: list[ImageRecord]) -> None:
+    a, b, c = timeline[0], timeline[4], timeline[8]
+
+    async def found(*conditions: Condition) -> set[str]:
+        return set(ids(await metadata_store.find("photos", ListQuery(conditions, limit=100))))
+
+    everything = set(ids(timeline))
+    assert await found(Condition(ID_FIELD, "$eq", a.id)) == {a.id}
+    assert await found(Condition(ID_FIELD, "$ne", a.id)) == everything - {a.id}
+    assert await found(Condition(ID_FIELD, "$in", [a.id, b.id, "0" * 24])) == {a.id, b.id}
+    assert await found(Condition(ID_FIELD, "$nin", [a.id, b.id])) == everything - {a.id, b.id}
+    assert await found(Condition(ID_FIELD, "$in", [])) == set()
+    assert await found(Condition(ID_FIELD, "$nin", [])) == everything
+    assert await found(Condition(ID_FIELD, "$in", [a.id, c.id]), *parse_filter('{"even": true}')) == {r.id for r in (a, c) if r.properties["even"]}
+    assert await found(Condition(SHA256_FIELD, "$eq", b.sha256)) == {b.id}
+    assert await found(Condition(SHA256_FIELD, "$eq", "0" * 64)) == set()
+    assert await metadata_store.count("photos", (Condition(ID_FIELD, "$in", [a.id, b.id]),)) == 2
+    # Another collection's record with the same id is not found here.
+    assert await metadata_store.find("elsewhere", ListQuery((Condition(ID_FIELD, "$eq", a.id),))) == []
