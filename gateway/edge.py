@@ -1,4 +1,4 @@
-"""Headers every answer carries (no sniffing, no framing, no referrer) and CORS, off by default."""
+"""Headers every answer carries (no sniffing, no framing, no referrer) and CORS (any origin by default)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ SECURITY_HEADERS = {
 HTTP_PARSER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
 _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
 _REQUEST_HEADERS = "Authorization, Content-Type, If-Match, X-API-Key, X-Request-ID"
-_EXPOSED = "ETag, Link, Location, X-Request-ID, X-Total-Count"
+_EXPOSED = "Content-Disposition, ETag, Link, Location, X-Request-ID, X-Total-Count"
 
 
 def _allowed_origin(request: web.Request) -> str | None:
@@ -40,7 +40,9 @@ def _decorate(headers: object, request: web.Request, origin: str | None) -> None
     assert hasattr(headers, "setdefault")
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
-    if request.app[CONFIG].cors.allowed_origins:
+    allowed = request.app[CONFIG].cors.allowed_origins
+    if allowed and "*" not in allowed:
+        # The answer names the caller's origin, so caches must keep one copy per origin.
         headers.setdefault("Vary", "Origin")
     if origin is not None:
         headers["Access-Control-Allow-Origin"] = origin

@@ -163,3 +163,47 @@ async def test_listings_and_writes_still_refuse_unknown_parameters(client: TestC
     response = await client.delete(base + "?v=2")
     assert response.status == 400
     assert (await client.get(base)).status == 200
+
+
+# --- CORS: the original's Express cors() defaults ---------------------------------------------
+
+
+async def test_cors_answers_any_origin_by_default_without_credentials(client: TestClient, five: list[str]) -> None:
+    origin = {"Origin": "https://front-end.example"}
+    listing = await client.get("/collections/compat/images?limit=2", headers=origin)
+    assert listing.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in listing.headers
+    exposed = {h.strip() for h in listing.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"Content-Disposition", "Link", "X-Total-Count"} <= exposed
+    preflight = await client.options(
+        f"/collections/compat/images/{five[0]}",
+        headers={**origin, "Access-Control-Request-Method": "PATCH", "Access-Control-Request-Headers": "content-type"},
+    )
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Access-Control-Allow-Credentials" not in preflight.headers
+    patched = await client.patch(f"/collections/compat/images/{five[0]}", json={"seen": True}, headers=origin)
+    assert patched.status == 200 and patched.headers["Access-Control-Allow-Origin"] == "*"
+    redirect = await client.get(f"/collections/compat/images/{five[0]}/image", headers=origin, allow_redirects=False)
+    assert redirect.status == 302 and redirect.headers["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.embedded
+async def test_cors_can_be_limited_to_a_list_or_turned_off(make_client: Any) -> None:
+    listed_only = await make_client({"cors": {"allowed_origins": ["https://app.example"]}})
+    allowed = await listed_only.get("/collections", headers={"Origin": "https://app.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example" and allowed.headers["Vary"] == "Origin"
+    assert "Access-Control-Allow-Origin" not in (await listed_only.get("/collections", headers={"Origin": "https://evil.example"})).headers
+    off = await make_client({"cors": {"allowed_origins": []}})
+    answer = await off.get("/collections", headers={"Origin": "https://app.example"})
+    assert "Access-Control-Allow-Origin" not in answer.headers and "Vary" not in answer.headers
+
+
+@pytest.mark.embedded
+def test_cors_from_the_environment() -> None:
+    from gateway.config import load_config
+
+    assert load_config(environ={}).cors.allowed_origins == ("*",)
+    assert load_config(environ={"CORS_ALLOWED_ORIGINS": ""}).cors.allowed_origins == ()
+    assert load_config(environ={"CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example"}).cors.allowed_origins == ("https://a.example", "https://b.example")
