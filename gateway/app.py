@@ -12,7 +12,7 @@ from gateway.api import openapi
 from gateway.auth.middleware import auth_context, authenticate
 from gateway.edge import edge
 from gateway import metrics
-from gateway.api import collections, datasets, feeds, health, signed_downloads, v1
+from gateway.api import collections, compat, datasets, feeds, health, signed_downloads, v1
 from gateway.config import Config
 from gateway.events import EventHub, EventWriter, open_event_log
 from gateway.keys import BLOBS, CONFIG, EVENTS, METADATA, METRICS, SERVICE
@@ -59,6 +59,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(auth_context)
     app.add_routes(collections.routes())
+    app.add_routes(compat.routes())
     app.add_routes(v1.routes())
     app.add_routes(datasets.routes())
     app.add_routes(openapi.routes())

@@ -25,7 +25,7 @@ from gateway.errors import Conflict, GatewayError, NotFound, PreconditionFailed,
 from gateway.images import ImageInspector
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
 from gateway.storage.base import BlobStore, collection_prefix, object_key
-from gateway.metadata.query import ListQuery
+from gateway.metadata.query import SHA256_FIELD, Condition, ListQuery, owned_by
 from gateway.properties import merge_patch
 from gateway.properties import validate_properties as valid_properties
 
@@ -145,6 +145,13 @@ class Upload:
             # The key holds another image's object (only imports choose ids); it is not ours to remove.
             self._key_taken = True
             raise Conflict("an image with that id exists", code="image_exists") from None
+
+    async def existing_copy(self) -> ImageRecord | None:
+        """The oldest image of this collection (of this owner, when there is one) whose bytes are
+        the ones stored so far, if any: what `dedupe` answers instead of a second copy."""
+        query = owned_by(ListQuery((Condition(SHA256_FIELD, "$eq", self.sha256),), limit=1, descending=False), self.owner)
+        found = await self._service.meta.find(self.collection, query)
+        return found[0] if found else None
 
     async def commit(self, properties: dict[str, Any]) -> ImageRecord:
         """Record the stored image with its properties; the upload is acknowledged after this."""

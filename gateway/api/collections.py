@@ -27,6 +27,7 @@ from gateway.api.common import (
 )
 from gateway.errors import Invalid, TooLarge, Unsupported
 from gateway.keys import BLOBS, CONFIG, METADATA, OWNER_SCOPE, USER_ID
+from gateway.api.compat import parse_projection, project
 from gateway.api.params import SKIP_NAMES, list_query, next_cursor, no_query, parse_json
 from gateway.metadata.query import owned_by
 from gateway.names import collection_name, image_id
@@ -132,7 +133,8 @@ async def _next_part(reader: MultipartReader, idle: float) -> BodyPartReader | N
 
 
 async def upload_image(request: web.Request) -> web.Response:
-    no_query(request.query)
+    no_query(request.query, allowed=("dedupe",))
+    dedupe = _flag(request.query.get("dedupe", "false"), "dedupe")
     collection = collection_name(request.match_info["collection"])
     if request.content_type != "multipart/form-data":
         raise Unsupported("uploads are multipart/form-data with the file in the field 'image'", code="expected_multipart")
@@ -150,6 +152,8 @@ async def upload_image(request: web.Request) -> web.Response:
                 await upload.put_image(_part_chunks(part, limits.body_idle_timeout_seconds), _client_filename(part.filename))
             elif part.filename is not None:
                 raise Invalid(f"unexpected file in field {name!r}; the image goes in 'image'", code="unexpected_file")
+            elif name == "dedupe":
+                dedupe = _flag(await _field_text(part, 16, limits.body_idle_timeout_seconds), "dedupe")
             elif name in JSON_FIELDS:
                 value = parse_json(await _field_text(part, limits.max_properties_bytes, limits.body_idle_timeout_seconds), f"form field {name!r}")
                 if not isinstance(value, dict):
@@ -161,14 +165,24 @@ async def upload_image(request: web.Request) -> web.Response:
                 fields[name] = await _field_text(part, limits.max_properties_bytes, limits.body_idle_timeout_seconds)
         if not upload.has_image:
             raise Invalid("the upload has no file in the field 'image'", code="missing_image")
+        if dedupe and (existing := await upload.existing_copy()) is not None:
+            # Not committed: leaving the block removes the copy just stored.
+            return web.json_response({**document(request, existing), "duplicate": True}, headers={"ETag": etag(existing)})
         # Plain fields are string properties; a JSON field supplies typed ones and wins.
         record = await upload.commit({**fields, **typed})
     return web.json_response(document(request, record), headers={"ETag": etag(record)})
 
 
+def _flag(raw: str, name: str) -> bool:
+    if raw not in ("true", "false", "1", "0"):
+        raise Invalid(f"{name} is true or false", code="invalid_parameter")
+    return raw in ("true", "1")
+
+
 async def list_images(request: web.Request) -> web.Response:
     collection = collection_name(request.match_info["collection"])
-    query = owned_by(list_query(request.query), request.get(OWNER_SCOPE))
+    projection = parse_projection(request.query)
+    query = owned_by(list_query(request.query, extra=("fields", "select")), request.get(OWNER_SCOPE))
     # Counting is cheap on the (collection) index alone; with conditions it is a scan.
     page = await service(request).find(collection, query, with_total=not query.conditions)
     headers = {}
@@ -179,7 +193,8 @@ async def list_images(request: web.Request) -> web.Response:
         params = {k: v for k, v in request.query.items() if k not in (*SKIP_NAMES, "cursor")}
         params["cursor"] = next_cursor(query, last)
         headers["Link"] = f'<{absolute(request, request.path, params)}>; rel="next"'
-    return web.json_response([document(request, r) for r in page.records], headers=headers)
+    docs = [document(request, r) for r in page.records]
+    return web.json_response(docs if projection is None else [project(d, projection) for d in docs], headers=headers)
 
 
 def _target(request: web.Request) -> tuple[str, str]:

@@ -68,6 +68,7 @@ _IMAGE_SCHEMA = {
         "path": {"type": "string"},
         "url": {"type": "string", "description": "this image's download route"},
         "owner": {"type": "string", "description": "the authenticated uploader"},
+        "duplicate": {"type": "boolean", "description": "true on a dedupe upload answered with the image already holding these bytes"},
         "properties": {"type": "object"},
     },
 }
@@ -92,11 +93,24 @@ def _query_param(name: str, schema: dict[str, Any], description: str) -> dict[st
 COLLECTION = _path_param("collection", "^[a-z0-9][a-z0-9._-]{0,62}$", "collection name")
 IMAGE_ID = _path_param("image_id", "^[0-9a-fA-F]{24}$", "image id (24 hex digits)")
 IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}, "description": "an ETag from a previous answer"}
+_CONDITION_PARAMS = [
+    _query_param("filter", {"type": "string"}, 'a JSON object of conditions on properties, `time` and `_id`/`id` ($eq $ne $gt $gte $lt $lte $in $nin $exists; ids take $eq $ne $in $nin)'),
+    _query_param("from", {"type": "string", "format": "date-time"}, "uploaded at or after (ISO 8601), as filter {time: {$gte}}"),
+    _query_param("to", {"type": "string", "format": "date-time"}, "uploaded at or before (ISO 8601), as filter {time: {$lte}}"),
+    _query_param("ids", {"type": "string"}, "exactly these images: ids comma-separated or repeated (at most 1000)"),
+    _query_param("sha256", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "images with these bytes"),
+]
 LIST_PARAMS = [
-    _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (default 50)"),
-    _query_param("skip", {"type": "integer", "minimum": 0, "maximum": 10_000_000}, "records to skip"),
-    _query_param("sort", {"type": "string", "enum": ["time", "-time"]}, "order by upload time"),
-    _query_param("filter", {"type": "string"}, "a JSON object of property conditions ($eq $ne $gt $gte $lt $lte $in $nin $exists)"),
+    _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (default 500, the original's); aliases `batch_size`, `count`"),
+    _query_param("skip", {"type": "integer", "minimum": 0, "maximum": 10_000_000}, "records to skip; aliases `start_index`, `index`, `offset`"),
+    _query_param(
+        "sort", {"type": "string"},
+        '`time`, `-time` (the default), `<field>` or `-<field>` (a property, `time` or `_id`), or a sort document: `{"score": -1, "time": 1}`; '
+        "property values order as missing/null < numbers < strings < objects < arrays < booleans",
+    ),
+    _query_param("order", {"type": "string", "enum": ["1", "-1", "asc", "desc"]}, "direction of sort=<field> (the later API's form)"),
+    *_CONDITION_PARAMS,
+    _query_param("fields", {"type": "string"}, "return only these fields (comma- or space-separated; a name that is no document field is a property); alias `select`"),
     _query_param("cursor", {"type": "string"}, "the `next` cursor of a previous page (see the Link header)"),
 ]
 
@@ -152,10 +166,31 @@ _MULTIPART = {
 _PROPERTIES_BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
+_BULK_PARAMS = [
+    *_CONDITION_PARAMS,
+    _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "images touched per call (default 1000)"),
+    _query_param("all", {"type": "boolean"}, "true to act on every image when no condition is given (otherwise refused: filter_required)"),
+]
+
+
 def _collections_group() -> Group:
     tag = "collections"
     group: Group = {
         "/collections": {"get": operation("List collection names", tag=tag, ok={"200": _json("names", {"type": "array", "items": {"type": "string"}})}, errors=(503,))},
+        "/collections/{collection}/fields": {
+            "get": operation(
+                "Property keys in use (nested ones dotted), from the newest 10000 matching images", tag=tag,
+                ok={"200": _json("fields [{key, count}], scanned, complete", {"type": "object"})}, errors=(404, 503), parameters=[COLLECTION, *_CONDITION_PARAMS],
+            )
+        },
+        "/collections/{collection}/fields/{key}": {
+            "get": operation(
+                "Distinct values of one property with counts, most frequent first", tag=tag,
+                ok={"200": _json("values [{value, count}], more, scanned, complete", {"type": "object"})}, errors=(404, 503),
+                parameters=[COLLECTION, _path_param("key", "^[^$.][^.]*(\\.[^$.][^.]*)*$", "a property key, nested ones dotted"), *_CONDITION_PARAMS,
+                            _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "values at most (default 100)")],
+            )
+        },
         "/collections/{collection}": {
             "get": operation("Collection statistics", tag=tag, ok={"200": _json("counts", {"type": "object"})}, errors=(404, 503), parameters=[COLLECTION]),
             "delete": operation("Delete a collection with its images", tag=tag, ok={"200": _json("what was deleted", {"type": "object"})}, errors=(404, 409, 503), parameters=[COLLECTION]),
@@ -170,7 +205,19 @@ def _collections_group() -> Group:
                 "List images, newest first", tag=tag, ok={"200": _json("one page of images", {"type": "array", "items": _ref("Image")})},
                 errors=(404, 503), parameters=[COLLECTION, *LIST_PARAMS],
             ),
-            "post": operation("Upload an image (multipart)", tag=tag, ok=_image_ok("the stored image"), errors=(409, 413, 415, 503), parameters=[COLLECTION], body=_MULTIPART),
+            "post": operation(
+                "Upload an image (multipart)", tag=tag, ok=_image_ok("the stored image, or with `duplicate: true` the one already holding these bytes (dedupe)"),
+                errors=(409, 413, 415, 503), parameters=[COLLECTION, _query_param("dedupe", {"type": "boolean"}, "answer an image with the same bytes instead of storing a copy (also a form field)")], body=_MULTIPART,
+            ),
+            "patch": operation(
+                "Merge-patch every image matching the conditions (at most `limit`, default 1000)", tag=tag,
+                ok={"200": _json("matched, updated, unchanged, more, and `after`/`next` to continue", {"type": "object"})},
+                errors=(404, 409, 413, 503), parameters=[COLLECTION, *_BULK_PARAMS, _query_param("after", {"type": "string"}, "continue after this image id (the previous answer's `after`)")], body=_PROPERTIES_BODY,
+            ),
+            "delete": operation(
+                "Delete every image matching the conditions (at most `limit`, default 1000)", tag=tag,
+                ok={"200": _json("matched, deleted, more", {"type": "object"})}, errors=(404, 503), parameters=[COLLECTION, *_BULK_PARAMS],
+            ),
         }
         group[base + "/{image_id}"] = {
             "get": operation("One image's document", tag=tag, ok=_image_ok(), errors=(404, 503), parameters=image_params),

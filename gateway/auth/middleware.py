@@ -79,7 +79,9 @@ async def _hold_to_own_images(request: web.Request, principal: Principal, collec
     request[OWNER_SCOPE] = principal.user_id
     ident = request.match_info.get("image_id")
     if ident is None:
-        if request.method == "DELETE" and collection is not None:
+        # Deletes by filter on the listing are held to the caller's own images; only dropping
+        # the collection itself is refused.
+        if request.method == "DELETE" and collection is not None and request.match_info.route.resource.canonical == "/collections/{collection}":
             raise Forbidden("deleting a whole collection needs a service key", code="not_owner")
         return
     if collection is None or IMAGE_ID_RE.fullmatch(ident) is None or COLLECTION_RE.fullmatch(collection) is None:
