@@ -51,7 +51,13 @@ async def _each(records: list[ImageRecord], write: Any) -> list[Any]:
             except NotFound:
                 return None  # gone meanwhile (a concurrent or an earlier, retried delete)
 
-    return await asyncio.gather(*(one(r) for r in records))
+    # Every write started is let finish before the call answers, so a failure (answered once
+    # all are done) leaves no write still running behind a client's retry.
+    outcomes = await asyncio.gather(*(one(r) for r in records), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes
 
 
 async def patch_matching(

@@ -651,3 +651,61 @@ async def test_id_and_sha256_conditions(metadata_store: MetadataStore, timeline:
     assert await metadata_store.count("photos", (Condition(ID_FIELD, "$in", [a.id, b.id]),)) == 2
     # Another collection's record with the same id is not found here.
     assert await metadata_store.find("elsewhere", ListQuery((Condition(ID_FIELD, "$eq", a.id),))) == []
+
+
+# --- writes by filter (gateway.bulk) on every metadata backend --------------------------------
+
+
+@pytest.fixture
+async def bulk_service(metadata_store: MetadataStore, tmp_path: Any) -> Any:
+    from gateway.config import load_config
+    from gateway.service import ImageService
+    from gateway.storage import open_blob_store
+
+    config = load_config(environ={}, overrides={"data_dir": str(tmp_path / "bulk")})
+    async with open_blob_store(config) as blobs:
+        yield ImageService(blobs, metadata_store, config)
+
+
+async def test_bulk_patch_pages_by_id_and_is_idempotent(metadata_store: MetadataStore, bulk_service: Any) -> None:
+    from gateway import bulk
+
+    records = [make_record(time=at(i % 3), properties={"group": i % 2, "n": i}) for i in range(7)]
+    await insert_all(metadata_store, records)
+    await metadata_store.insert(make_record("elsewhere", properties={"group": 0}))
+    group = parse_filter('{"group": 0}')
+    targets = sorted(r.id for r in records if r.properties["group"] == 0)
+    seen: list[str] = []
+    after = None
+    while True:
+        result = await bulk.patch_matching(bulk_service, "photos", group, {"tag": "zero", "n": None}, limit=3, after_id=after)
+        assert result.matched == len(targets)
+        seen.append(result.last_id or "")
+        if not result.more:
+            break
+        after = result.last_id
+    assert seen == [targets[2], targets[3]]
+    for record in records:
+        stored = await metadata_store.get("photos", record.id)
+        expected = {"group": 0, "tag": "zero"} if record.properties["group"] == 0 else record.properties
+        assert stored.properties == expected
+    again = await bulk.patch_matching(bulk_service, "photos", group, {"tag": "zero", "n": None}, limit=10)
+    assert (again.changed, again.unchanged, again.more) == (0, len(targets), False)
+    assert (await metadata_store.get("elsewhere", (await metadata_store.find("elsewhere", ListQuery()))[0].id)).properties == {"group": 0}
+
+
+async def test_bulk_delete_caps_each_call_and_keeps_to_the_filter(metadata_store: MetadataStore, bulk_service: Any) -> None:
+    from gateway import bulk
+
+    records = [make_record(time=at(i), properties={"drop": i < 5}) for i in range(8)]
+    await insert_all(metadata_store, records)
+    drop = parse_filter('{"drop": true}')
+    first = await bulk.delete_matching(bulk_service, "photos", drop, limit=3)
+    assert (first.matched, first.changed, first.more) == (5, 3, True)
+    second = await bulk.delete_matching(bulk_service, "photos", drop, limit=3)
+    assert (second.matched, second.changed, second.more) == (2, 2, False)
+    left = await metadata_store.find("photos", ListQuery(limit=100))
+    assert sorted(ids(left)) == sorted(r.id for r in records[5:])
+    by_id = (Condition(ID_FIELD, "$in", [records[5].id, records[6].id]),)
+    assert (await bulk.delete_matching(bulk_service, "photos", by_id, limit=10)).changed == 2
+    assert ids(await metadata_store.find("photos", ListQuery(limit=100))) == [records[7].id]
