@@ -13,8 +13,12 @@ import warnings
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from gateway.errors import Invalid, TooLarge, Unsupported
+
+# HEIC/HEIF through libheif; AVIF is Pillow's own.
+register_heif_opener()
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,17 @@ FORMATS = {
         ImageFormat("WEBP", "image/webp", "webp"),
         ImageFormat("TIFF", "image/tiff", "tiff"),
         ImageFormat("BMP", "image/bmp", "bmp"),
+        ImageFormat("AVIF", "image/avif", "avif"),
+        ImageFormat("HEIF", "image/heic", "heic"),
     )
 }
 CONTENT_TYPES = {f.extension: f.content_type for f in FORMATS.values()}
+ACCEPTED = "JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF or HEIC/HEIF"
+# ISO base media file brands (the `ftyp` box) of AVIF and of HEIF's HEVC images.
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"}
+# EXIF orientations 5-8 turn the picture a quarter: displayed width is the stored height.
+EXIF_ORIENTATION = 0x0112
 
 # Header buffering grows through these sizes until Pillow can read the dimensions; a JPEG with
 # large EXIF/ICC segments can put its frame header far from the start.
@@ -61,14 +73,26 @@ def sniff(head: bytes) -> ImageFormat | None:
         return FORMATS["TIFF"]
     if head[:2] == b"BM" and len(head) >= 18:
         return FORMATS["BMP"]
+    if head[4:8] == b"ftyp":
+        size = int.from_bytes(head[:4], "big")
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)}
+        # A `mif1` file names what it holds among its compatible brands; AVIF wins a tie
+        # (libheif decodes HEVC only).
+        if brands & _AVIF_BRANDS:
+            return FORMATS["AVIF"]
+        if brands & _HEIF_BRANDS:
+            return FORMATS["HEIF"]
     return None
 
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """What the header says: the stored pixel size and the EXIF orientation (None without one)."""
+
     format: ImageFormat
     width: int
     height: int
+    orientation: int | None = None
 
 
 class ImageInspector:
@@ -97,10 +121,7 @@ class ImageInspector:
         if self._format is None and len(self._head) >= 18:
             self._format = sniff(bytes(self._head[:32]))
             if self._format is None:
-                raise Unsupported(
-                    "the bytes are not a supported image (JPEG, PNG, GIF, WebP, TIFF or BMP)",
-                    code="unsupported_image",
-                )
+                raise Unsupported(f"the bytes are not a supported image ({ACCEPTED})", code="unsupported_image")
         while self._attempt < len(_ATTEMPTS) and len(self._head) >= _ATTEMPTS[self._attempt]:
             if self._identify(complete=False):
                 return
@@ -115,10 +136,7 @@ class ImageInspector:
             if self._format is None:
                 self._format = sniff(bytes(self._head[:32]))
             if self._format is None:
-                raise Unsupported(
-                    "the bytes are not a supported image (JPEG, PNG, GIF, WebP, TIFF or BMP)",
-                    code="unsupported_image",
-                )
+                raise Unsupported(f"the bytes are not a supported image ({ACCEPTED})", code="unsupported_image")
             if not self._identify(complete=True):
                 raise Invalid("the image is truncated or corrupt", code="invalid_image")
         assert self.info is not None
@@ -129,6 +147,7 @@ class ImageInspector:
     def _identify(self, *, complete: bool) -> bool:
         assert self._format is not None
         data = bytes(self._head)
+        orientation = None
         if self._format.name == "WEBP" and not complete:
             # Pillow opens a WebP only whole; its canvas size is in the first chunk.
             size = _webp_size(data)
@@ -136,6 +155,10 @@ class ImageInspector:
                 return False
             width, height = size
             self._required_size = _required_size(self._format, data, None)
+        elif self._format.name in ("AVIF", "HEIF") and not complete:
+            # libavif and libheif open only a whole file (it is buffered, up to the last of
+            # _ATTEMPTS); the end of its last box is then checked too.
+            return False
         else:
             try:
                 with warnings.catch_warnings():
@@ -145,6 +168,10 @@ class ImageInspector:
                     warnings.simplefilter("ignore")
                     with Image.open(io.BytesIO(data), formats=[self._format.name]) as image:
                         width, height = image.size
+                        orientation = _orientation(image)
+                        if self._format.name in ("HEIF", "TIFF") and orientation in (5, 6, 7, 8):
+                            # libheif, and Pillow for a TIFF, give the size as displayed.
+                            width, height = height, width
                         self._required_size = _required_size(self._format, data, image)
             except Image.DecompressionBombError:
                 raise TooLarge("the image has too many pixels", code="too_many_pixels") from None
@@ -159,7 +186,7 @@ class ImageInspector:
                 f"the image has {width}x{height} pixels, more than the limit of {self._max_pixels}",
                 code="too_many_pixels",
             )
-        self.info = ImageInfo(self._format, width, height)
+        self.info = ImageInfo(self._format, width, height, orientation)
         self._head = bytearray()
         return True
 
@@ -193,8 +220,54 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _orientation(image: Image.Image) -> int | None:
+    if image.format == "WEBP":
+        # A WebP's EXIF chunk follows its pixels, which stream past unkept: never known for a
+        # large file, so not reported for a small one either.
+        return None
+    if image.format == "HEIF":
+        # pillow-heif applies the rotation itself and keeps the file's value aside.
+        value = image.info.get("original_orientation")
+    elif image.format == "TIFF":
+        value = getattr(image, "tag_v2", {}).get(EXIF_ORIENTATION)
+    else:
+        # From the EXIF block the header held: `getexif()` would read a PNG to its end.
+        raw = image.info.get("exif")
+        if not isinstance(raw, bytes):
+            return None
+        exif = Image.Exif()
+        try:
+            exif.load(raw)
+        except Exception:  # noqa: BLE001 - a broken EXIF block says nothing; the image stands
+            return None
+        value = exif.get(EXIF_ORIENTATION)
+    return value if isinstance(value, int) and 1 <= value <= 8 else None
+
+
+def displayed_size(width: int, height: int, orientation: int | None) -> tuple[int, int]:
+    """The size a viewer shows for a stored pixel size and an EXIF orientation."""
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _boxes_end(data: bytes) -> int:
+    """Where the last top-level ISO BMFF box ends, by the boxes' own sizes."""
+    offset = 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        if size == 1 and offset + 16 <= len(data):
+            size = int.from_bytes(data[offset + 8 : offset + 16], "big")
+        elif size == 0:
+            return len(data)  # the last box runs to the end
+        if size < 8:
+            return len(data) + 1  # malformed: never complete
+        offset += size
+    return max(offset, len(data))
+
+
 def _required_size(fmt: ImageFormat, head: bytes, image: Image.Image | None) -> int:
     """How many bytes the header says the whole file has, for formats that declare it."""
+    if fmt.name in ("AVIF", "HEIF"):
+        return _boxes_end(head)
     if fmt.name == "WEBP":
         return struct.unpack("<I", head[4:8])[0] + 8
     if fmt.name == "BMP":

@@ -165,7 +165,7 @@ class Upload:
             collection=self.collection, id=self.id, image=self._filename, time=now, updated_at=now,
             content_type=info.format.content_type, format=info.format.name.lower(), width=info.width,
             height=info.height, size=self._inspector.size, sha256=self._sha256.hexdigest(), path=self._key,
-            properties=properties, owner=self.owner,
+            properties=properties, owner=self.owner, orientation=info.orientation,
         )
         generation = await service.meta.ensure_collection(self.collection)
         self._record = record

@@ -15,6 +15,7 @@ from yarl import URL
 
 from gateway.errors import Invalid, RequestTimeout, TooLarge
 from gateway.keys import CONFIG, SERVICE
+from gateway.images import displayed_size
 from gateway.metadata.base import ImageRecord
 from gateway.service import ImageService
 from gateway.api.params import parse_json
@@ -59,8 +60,12 @@ def document(request: web.Request, record: ImageRecord) -> dict[str, Any]:
         "time": iso(record.time),
         "content_type": record.content_type,
         "format": record.format,
-        "width": record.width,
-        "height": record.height,
+        # As displayed (EXIF orientations 5-8 swap them); the stored pixel size beside them.
+        "width": displayed_size(record.width, record.height, record.orientation)[0],
+        "height": displayed_size(record.width, record.height, record.orientation)[1],
+        "pixel_width": record.width,
+        "pixel_height": record.height,
+        "orientation": record.orientation,
         "size": record.size,
         "sha256": record.sha256,
         "properties": record.properties,

@@ -20,7 +20,7 @@ from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, ListQuery,
 
 _FIELDS = (
     "collection", "id", "image", "time", "updated_at", "content_type", "format", "width", "height",
-    "size", "sha256", "path", "properties", "owner", "version",
+    "size", "sha256", "path", "properties", "owner", "version", "orientation",
 )
 
 

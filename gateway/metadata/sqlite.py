@@ -49,11 +49,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX images_by_time ON images (collection, time, id);
     CREATE INDEX images_by_sha256 ON images (sha256);
     """,
+    "ALTER TABLE images ADD COLUMN orientation INTEGER",
 )
 
 _COLUMNS = (
     "collection, id, image, time, updated_at, content_type, format, width, height, size, sha256, path, "
-    "properties, owner, version"
+    "properties, owner, version, orientation"
 )
 
 
@@ -85,6 +86,7 @@ def _row_to_record(row: sqlite3.Row) -> ImageRecord:
         properties=json.loads(row["properties"]),
         owner=row["owner"],
         version=row["version"],
+        orientation=row["orientation"],
     )
 
 
@@ -271,11 +273,12 @@ class SqliteMetadataStore(OnItsThread):
         def insert() -> None:
             try:
                 self.db.execute(
-                    f"INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.collection, record.id, record.image, _ts(record.time), _ts(record.updated_at),
                         record.content_type, record.format, record.width, record.height, record.size,
                         record.sha256, record.path, json.dumps(record.properties), record.owner, record.version,
+                        record.orientation,
                     ),
                 )
             except sqlite3.IntegrityError:

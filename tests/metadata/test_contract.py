@@ -709,3 +709,15 @@ async def test_bulk_delete_caps_each_call_and_keeps_to_the_filter(metadata_store
     by_id = (Condition(ID_FIELD, "$in", [records[5].id, records[6].id]),)
     assert (await bulk.delete_matching(bulk_service, "photos", by_id, limit=10)).changed == 2
     assert ids(await metadata_store.find("photos", ListQuery(limit=100))) == [records[7].id]
+
+
+async def test_orientation_round_trips(metadata_store: MetadataStore) -> None:
+    from dataclasses import replace
+
+    turned = replace(make_record(), orientation=6)
+    plain = make_record()
+    await insert_all(metadata_store, [turned, plain])
+    assert (await metadata_store.get("photos", turned.id)).orientation == 6
+    assert (await metadata_store.get("photos", plain.id)).orientation is None
+    found = {r.id: r.orientation for r in await metadata_store.find("photos", ListQuery())}
+    assert found == {turned.id: 6, plain.id: None}
