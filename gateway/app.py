@@ -8,33 +8,40 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from gateway.api import openapi
 from gateway.auth.middleware import auth_context, authenticate
-from gateway.edge import edge
 from gateway import metrics
-from gateway.api import collections, compat, datasets, feeds, health, signed_downloads, v1
+from gateway.api import feeds
+from gateway.api.routes import setup_routes
 from gateway.config import Config
-from gateway.events import EventHub, EventWriter, open_event_log
-from gateway.keys import BLOBS, CONFIG, EVENTS, METADATA, METRICS, SERVICE
-from gateway.metadata import open_metadata_store
-from gateway.middlewares import errors, request_context
+from gateway.events import EventHub, EventWriter
+from gateway.keys import BLOBS, CONFIG, EVENTS, IN_FLIGHT, LOCAL_FILES, METADATA, METRICS, RENDITIONS, SERVICE
+from gateway.metadata import open_metadata
+from gateway.middlewares import edge, errors, measure, request_context
+from gateway.renditions.service import RenditionService
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
+from gateway.storage.base import LocalFiles
 
 
 async def _backends(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     async with AsyncExitStack() as stack:
         measured = app[METRICS]
-        blobs = metrics.instrument(await stack.enter_async_context(open_blob_store(config)), measured, "object_store")
-        metadata = metrics.instrument(await stack.enter_async_context(open_metadata_store(config)), measured, "database")
+        store = await stack.enter_async_context(open_blob_store(config))
+        if isinstance(store, LocalFiles):
+            # Its files are served by the gateway's signed-download route.
+            app[LOCAL_FILES] = store
+        blobs = metrics.instrument(store, measured, "object_store")
+        records, event_log = await stack.enter_async_context(open_metadata(config))
+        metadata = metrics.instrument(records, measured, "database")
         app[BLOBS] = blobs
         app[METADATA] = metadata
         app[SERVICE] = image_service = ImageService(blobs, metadata, config)
-        event_log = await stack.enter_async_context(open_event_log(config))
+        app[RENDITIONS] = renditions = RenditionService(image_service, config, measured)
+        stack.callback(renditions.close)
         app[EVENTS] = hub = EventHub(event_log, config.events.poll_interval_seconds)
         writer = EventWriter(event_log)
-        image_service.listeners += [measured.record_event, writer.publish]
+        image_service.listeners += [measured.record_event, writer.publish, renditions.record_event]
         tasks = [asyncio.create_task(hub.run()), asyncio.create_task(writer.run())]
         try:
             yield
@@ -46,23 +53,16 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
+    measured = metrics.Metrics()
+    # Outermost first: `measure` times and counts the whole answer as the client gets it.
+    chain = [measure(measured), request_context, edge, errors, authenticate]
     # Bodies are read by our own bounded readers; aiohttp's limit applies only to `post()`.
-    app = web.Application(middlewares=[request_context, edge, errors, authenticate], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=chain, client_max_size=1024 * 1024)
     app[CONFIG] = config
-    # Outermost, so it times and counts the whole answer as the client gets it.
-    app[METRICS] = measured = metrics.Metrics()
-    app.middlewares.insert(0, metrics.middleware(measured))
+    app[METRICS] = measured
+    app[IN_FLIGHT] = set()
     app.on_shutdown.append(feeds.close_sockets)
-    app.router.add_get("/metrics", metrics.exposition)
-    app.add_routes(health.routes())
-    app.add_routes(feeds.routes())
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(auth_context)
-    app.add_routes(collections.routes())
-    app.add_routes(compat.routes())
-    app.add_routes(v1.routes())
-    app.add_routes(datasets.routes())
-    app.add_routes(openapi.routes())
-    if config.storage.backend == "filesystem":
-        app.add_routes(signed_downloads.routes())
+    setup_routes(app, config)
     return app

@@ -6,6 +6,9 @@ A call touches at most `limit` images, taken in id order, and says whether more 
 safe to retry: a merge patch applied twice gives the same properties, and a delete skips images
 already gone. A patch continues with the `cursor` it answered (patched images may still match the
 filter); deletes need none, since deleted images no longer match.
+
+Both act within the caller's `Scope`: an owner's call matches, counts and writes only that owner's
+images (the listing is scoped, and each single write checks the scope again).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from gateway.errors import NotFound
 from gateway.metadata.base import ImageRecord
 from gateway.metadata.query import ID_FIELD, Condition, ListQuery, SortCursor, SortKey
 from gateway.properties import merge_patch, validate_properties
-from gateway.service import ImageService
+from gateway.service import EVERYONE, ImageService, Scope
 
 MAX_BULK = 1000
 # Single writes in flight at once: enough to hide a store's latency, few enough not to crowd it.
@@ -35,10 +38,15 @@ class BulkResult:
     last_id: str | None
 
 
-async def _matching(service: ImageService, collection: str, conditions: tuple[Condition, ...], limit: int, after_id: str | None) -> tuple[list[ImageRecord], bool]:
+async def _matching(
+    service: ImageService, collection: str, conditions: tuple[Condition, ...], scope: Scope, limit: int, after_id: str | None
+) -> tuple[int, list[ImageRecord], bool]:
+    """How many images match in all, and the first `limit` of them after `after_id` by id."""
     after = SortCursor((after_id,), after_id) if after_id is not None else None
-    page = await service.meta.find(collection, ListQuery(conditions, limit=limit + 1, sort=_BY_ID, after_key=after))
-    return page[:limit], len(page) > limit
+    query = ListQuery(conditions, limit=limit, sort=_BY_ID, after_key=after)
+    page = await service.find(collection, query, with_total=True, scope=scope)
+    assert page.total is not None
+    return page.total, page.records, page.has_more
 
 
 async def _each(records: list[ImageRecord], write: Any) -> list[Any]:
@@ -61,17 +69,23 @@ async def _each(records: list[ImageRecord], write: Any) -> list[Any]:
 
 
 async def patch_matching(
-    service: ImageService, collection: str, conditions: tuple[Condition, ...], patch: dict[str, Any], *, limit: int, after_id: str | None = None
+    service: ImageService,
+    collection: str,
+    conditions: tuple[Condition, ...],
+    patch: dict[str, Any],
+    *,
+    limit: int,
+    after_id: str | None = None,
+    scope: Scope = EVERYONE,
 ) -> BulkResult:
     """Merge `patch` (RFC 7386) into the first `limit` matching images after `after_id`."""
     validate_properties(patch, max_bytes=service.config.limits.max_properties_bytes)
-    matched = await service.meta.count(collection, conditions)
-    records, more = await _matching(service, collection, conditions, limit, after_id)
+    matched, records, more = await _matching(service, collection, conditions, scope, limit, after_id)
 
     async def write(record: ImageRecord) -> bool:
         if merge_patch(record.properties, patch) == record.properties:
             return False  # already so (a retried call): no write, no event
-        await service.patch_properties(collection, record.id, patch)
+        await service.patch_properties(collection, record.id, patch, scope=scope)
         return True
 
     outcomes = await _each(records, write)
@@ -79,10 +93,11 @@ async def patch_matching(
     return BulkResult(matched, changed, len(records) - changed, more, records[-1].id if records else None)
 
 
-async def delete_matching(service: ImageService, collection: str, conditions: tuple[Condition, ...], *, limit: int) -> BulkResult:
+async def delete_matching(
+    service: ImageService, collection: str, conditions: tuple[Condition, ...], *, limit: int, scope: Scope = EVERYONE
+) -> BulkResult:
     """Delete the first `limit` matching images, each as a single delete is done."""
-    matched = await service.meta.count(collection, conditions)
-    records, more = await _matching(service, collection, conditions, limit, None)
-    outcomes = await _each(records, lambda record: service.delete(collection, record.id))
+    matched, records, more = await _matching(service, collection, conditions, scope, limit, None)
+    outcomes = await _each(records, lambda record: service.delete(collection, record.id, scope=scope))
     deleted = sum(1 for o in outcomes if o is not None)
     return BulkResult(matched, deleted, len(records) - deleted, more, None)

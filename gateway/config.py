@@ -15,14 +15,18 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from gateway.errors import ConfigError
-from gateway.names import COLLECTION_RE
+from gateway.names import COLLECTION_PATTERN, COLLECTION_RE
 
 MiB = 1024 * 1024
+
+# The backends `storage.backend` and `metadata.backend` may name.
+StorageBackend = Literal["filesystem", "s3"]
+MetadataBackend = Literal["sqlite", "mongodb"]
 
 
 class Secret(str):
@@ -67,7 +71,7 @@ class S3Config:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    backend: str = "filesystem"
+    backend: StorageBackend = "filesystem"
     presign_ttl_seconds: int = 3600
     # HMAC key for the filesystem backend's signed download links; generated once and kept in
     # the data directory when not configured.
@@ -77,7 +81,7 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class MetadataConfig:
-    backend: str = "sqlite"
+    backend: MetadataBackend = "sqlite"
     mongodb_url: Secret | None = None
     mongodb_db: str = "image_gateway"
 
@@ -143,6 +147,32 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class PresetConfig:
+    name: str = ""
+    # 0: that side is free (the other one bounds the size).
+    width: int = 0
+    height: int = 0
+    resize: str = "cover"
+    format: str = "webp"
+    quality: int = 80
+
+
+@dataclass(frozen=True)
+class RenditionsConfig:
+    presets: tuple[PresetConfig, ...] = (
+        PresetConfig("thumb", 256, 256, "cover", "webp", 80),
+        PresetConfig("preview", 1280, 1280, "contain", "webp", 80),
+    )
+    # false: only presets are served (imgproxy's ONLY_PRESETS), so clients cannot make the
+    # service store a rendition of every size.
+    free_sizes: bool = True
+    max_dimension: int = 2500
+    # Renders at once (libvips threads inside each), and how many more may wait before 503.
+    workers: int = 2
+    queue_size: int = 16
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("./data")
     default_collection: str = "images"
@@ -156,10 +186,26 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    renditions: RenditionsConfig = field(default_factory=RenditionsConfig)
 
 
-def _flag(raw: str) -> bool:
-    # Seed 001: "set this variable to any value to enforce authentication".
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def _boolean(value: Any, key: str) -> bool:
+    """Strict, as Starlette's config: a typo stops start-up instead of turning a switch on."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+        return _BOOLEANS[value.strip().lower()]
+    raise ConfigError(f"{key}: expected true or false (or 1/0, yes/no, on/off), got {_shown(key, value)}")
+
+
+def _use_authentication(raw: str) -> bool:
+    # Seed 001: "set this variable to any value to enforce authentication"; empty, 0, false, no
+    # and off are the ways its deployments say they mean it off. The one lenient boolean.
     return raw.strip().lower() not in ("", "0", "false", "no", "off")
 
 
@@ -199,6 +245,10 @@ ENVIRONMENT: dict[str, str] = {
     "PUBLIC_COLLECTIONS": "auth.public_collections",
     "AUTH_SCOPE": "auth.scope",
     "CORS_ALLOWED_ORIGINS": "cors.allowed_origins",
+    "RENDITION_FREE_SIZES": "renditions.free_sizes",
+    "RENDITION_MAX_DIMENSION": "renditions.max_dimension",
+    "RENDITION_WORKERS": "renditions.workers",
+    "RENDITION_QUEUE_SIZE": "renditions.queue_size",
 }
 
 
@@ -209,19 +259,24 @@ def _cast(value: Any, hint: Any, key: str) -> Any:
             return None
         (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
         return _cast(value, inner, key)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{key}: must be {' or '.join(repr(choice) for choice in choices)}")
+        return value
     if origin is tuple:
         # A comma-separated string from the environment, or a YAML list.
         items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
             raise ConfigError(f"{key}: expected a list")
         return tuple(_cast(item, typing.get_args(hint)[0], f"{key}[{i}]") for i, item in enumerate(items))
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping")
         return _build(hint, value, key + ".")
     try:
         if hint is bool:
-            return _flag(value) if isinstance(value, str) else bool(value)
+            return _boolean(value, key)
         if hint is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
@@ -272,11 +327,12 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` laid over `base`, mapping by mapping; neither is changed."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value, f"{prefix}{key}.")
+            merged[key] = merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -319,12 +375,13 @@ def load_config(
         path = default_config_path()
     tree: dict[str, Any] = {}
     if path is not None:
-        tree = _merge(tree, read_yaml(path))
+        tree = merge(tree, read_yaml(path))
     if overrides:
-        tree = _merge(tree, overrides)
+        tree = merge(tree, overrides)
     for variable, dotted in ENVIRONMENT.items():
         if variable in environ:
-            _set_dotted(tree, dotted, environ[variable])
+            raw = environ[variable]
+            _set_dotted(tree, dotted, _use_authentication(raw) if variable == "USE_AUTHENTICATION" else raw)
     if environ.get("MONGODB_URL") and "METADATA_BACKEND" not in environ:
         # Seed 001 configured MongoDB by its URL alone.
         _set_dotted(tree, "metadata.backend", "mongodb")
@@ -338,8 +395,6 @@ def validate(config: Config) -> None:
         if not condition:
             raise ConfigError(f"{key}: {message}")
 
-    require(config.storage.backend in ("filesystem", "s3"), "storage.backend", "must be 'filesystem' or 's3'")
-    require(config.metadata.backend in ("sqlite", "mongodb"), "metadata.backend", "must be 'sqlite' or 'mongodb'")
     require(0 <= config.server.port <= 65535, "server.port", "must be between 0 and 65535")
     require(
         1 <= config.storage.presign_ttl_seconds <= 7 * 24 * 3600,
@@ -354,7 +409,7 @@ def validate(config: Config) -> None:
     require(
         COLLECTION_RE.fullmatch(config.default_collection) is not None and ".." not in config.default_collection,
         "default_collection",
-        "must match ^[a-z0-9][a-z0-9._-]{0,62}$",
+        f"must match ^{COLLECTION_PATTERN}$",
     )
     require(
         config.log_level.lower() in ("debug", "info", "warning", "error"),
@@ -392,6 +447,29 @@ def validate(config: Config) -> None:
     require(config.events.poll_interval_seconds > 0, "events.poll_interval_seconds", "must be positive")
     require(config.events.retention_seconds > 0, "events.retention_seconds", "must be positive")
     require(config.auth.identification_timeout_seconds > 0, "auth.identification_timeout_seconds", "must be positive")
+    validate_renditions(config.renditions, require)
+
+
+# The rendition vocabulary, here because config validates presets with it (renditions.spec reads it).
+RESIZES = ("cover", "contain", "fill")
+FORMATS = ("origin", "jpeg", "png", "webp", "avif", "auto")
+
+
+def validate_renditions(renditions: RenditionsConfig, require: Any) -> None:
+    require(1 <= renditions.max_dimension <= 16384, "renditions.max_dimension", "must be between 1 and 16384")
+    require(renditions.workers >= 1, "renditions.workers", "must be at least 1")
+    require(renditions.queue_size >= 0, "renditions.queue_size", "must not be negative")
+    names = [preset.name for preset in renditions.presets]
+    for i, preset in enumerate(renditions.presets):
+        where = f"renditions.presets[{i}]"
+        require(re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", preset.name) is not None, f"{where}.name", "must match ^[a-z0-9][a-z0-9_-]{0,31}$")
+        require(names.count(preset.name) == 1, f"{where}.name", "is used by another preset")
+        require(preset.width > 0 or preset.height > 0, f"{where}.width", "a preset needs a width or a height")
+        for side in ("width", "height"):
+            require(0 <= getattr(preset, side) <= 16384, f"{where}.{side}", "must be between 0 and 16384")
+        require(preset.resize in RESIZES, f"{where}.resize", f"must be one of {', '.join(RESIZES)}")
+        require(preset.format in FORMATS, f"{where}.format", f"must be one of {', '.join(FORMATS)}")
+        require(20 <= preset.quality <= 100, f"{where}.quality", "must be between 20 and 100")
 
 
 def validate_auth(auth: AuthConfig, require: Any) -> None:
@@ -424,5 +502,6 @@ def defaults_as_tree() -> dict[str, Any]:
     tree["auth"]["api_keys"] = list(tree["auth"]["api_keys"])
     tree["auth"]["public_collections"] = list(tree["auth"]["public_collections"])
     tree["cors"]["allowed_origins"] = list(tree["cors"]["allowed_origins"])
+    tree["renditions"]["presets"] = list(tree["renditions"]["presets"])
     tree["data_dir"] = str(tree["data_dir"])
     return tree

@@ -1,8 +1,8 @@
 """Property discovery (the later API's `/fields`): which property keys a collection uses, and the
 distinct values of one, with counts.
 
-Both read the newest `SCAN_LIMIT` matching images through `MetadataStore.find`, in keyset pages
-on the (collection, time, id) index, so every backend answers alike and a call costs O(images
+Both read the newest `SCAN_LIMIT` matching images the caller's scope reaches, through the
+service's listing in keyset pages on the (collection, time, id) index, so every backend answers alike and a call costs O(images
 scanned), never more than `SCAN_LIMIT`, however large the collection; the answer says how many
 images were scanned and whether that was all of them. No index serves arbitrary property keys,
 so a bounded scan is the honest cost model.
@@ -14,8 +14,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.metadata.base import MetadataStore
 from gateway.metadata.query import Condition, Cursor, ListQuery, sort_position
+from gateway.service import EVERYONE, ImageService, Scope
 
 SCAN_LIMIT = 10_000
 MAX_VALUES = 1000
@@ -31,18 +31,20 @@ class _Scan:
         return {"scanned": self.scanned, "complete": self.complete}
 
 
-async def _properties(meta: MetadataStore, collection: str, conditions: tuple[Condition, ...], scan: _Scan) -> AsyncIterator[dict[str, Any]]:
+async def _properties(
+    service: ImageService, collection: str, conditions: tuple[Condition, ...], scope: Scope, scan: _Scan
+) -> AsyncIterator[dict[str, Any]]:
     """The properties of the newest SCAN_LIMIT matching images, newest first."""
     after = None
     while scan.scanned < SCAN_LIMIT:
         want = min(_PAGE, SCAN_LIMIT - scan.scanned)
-        page = await meta.find(collection, ListQuery(conditions, limit=want + 1, after=after))
-        for record in page[:want]:
+        page = await service.find(collection, ListQuery(conditions, limit=want, after=after), with_total=False, scope=scope)
+        for record in page.records:
             scan.scanned += 1
             yield record.properties
-        if len(page) <= want:
+        if not page.has_more:
             return
-        after = Cursor(page[want - 1].time, page[want - 1].id)
+        after = Cursor(page.records[-1].time, page.records[-1].id)
     scan.complete = False
 
 
@@ -54,12 +56,12 @@ def _dotted_keys(document: dict[str, Any], prefix: str, into: dict[str, int]) ->
             _dotted_keys(value, name + ".", into)
 
 
-async def property_keys(meta: MetadataStore, collection: str, conditions: tuple[Condition, ...]) -> dict[str, Any]:
+async def property_keys(service: ImageService, collection: str, conditions: tuple[Condition, ...], *, scope: Scope = EVERYONE) -> dict[str, Any]:
     """Every property key in use, nested ones dotted (`box.x`), with how many images have it;
     keys sorted."""
     scan = _Scan()
     counts: dict[str, int] = {}
-    async for properties in _properties(meta, collection, conditions, scan):
+    async for properties in _properties(service, collection, conditions, scope, scan):
         _dotted_keys(properties, "", counts)
     return {"fields": [{"key": key, "count": counts[key]} for key in sorted(counts)], **scan.summary()}
 
@@ -83,14 +85,14 @@ def _identity(value: Any) -> str:
 
 
 async def distinct_values(
-    meta: MetadataStore, collection: str, path: tuple[str, ...], conditions: tuple[Condition, ...], limit: int
+    service: ImageService, collection: str, path: tuple[str, ...], conditions: tuple[Condition, ...], limit: int, *, scope: Scope = EVERYONE
 ) -> dict[str, Any]:
     """The distinct values of the property at `path`, each with how many images hold it (an
     array holds each of its elements), most frequent first, then in sort order; null and missing
     are not values. At most `limit`, with `more` saying whether others exist."""
     scan = _Scan()
     counts: dict[str, list[Any]] = {}
-    async for properties in _properties(meta, collection, conditions, scan):
+    async for properties in _properties(service, collection, conditions, scope, scan):
         present, value = _at(properties, path)
         if not present or value is None:
             continue

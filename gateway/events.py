@@ -1,11 +1,12 @@
 """Live events (`upload`, `update`, `delete`) delivered to WebSocket subscribers on every replica.
 
-Every replica appends what its service did to one shared, append-only event log in the metadata
-database, numbered by a sequence that only grows; each replica's `EventHub` follows that log and
-fans the events out to its own subscribers. Following means a change stream where the database
-offers one (a MongoDB replica set), else polling `seq > last` every `poll_interval_seconds`:
-FerretDB v1 does not implement `$changeStream`, and SQLite shared by several processes on one
-host has no notification at all. The service never sees any of this: it calls its listeners.
+Every replica appends what its service did (through `EventWriter`, a service listener) to the one
+shared event log in the metadata database (`metadata.base.EventLog`); each replica's `EventHub`
+follows that log and fans the events out to its own subscribers. Following means the log's push
+feed where the database offers one (a MongoDB replica set's change stream), else polling
+`seq > last` every `poll_interval_seconds`: FerretDB v1 does not implement `$changeStream`, and
+SQLite shared by several processes on one host has no notification at all. The service never
+sees any of this: it calls its listeners. Nothing here knows which database runs.
 
 MongoDB hands out sequence numbers before the insert, so two writers may commit 6 before 5. The
 poller therefore delivers everything new but advances its mark only over contiguous numbers, and
@@ -15,231 +16,19 @@ gives up on a hole after `GAP_GRACE_SECONDS` (a writer that died between the two
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from gateway.config import Config
-from gateway.metadata.base import ImageRecord
-from gateway.metadata.sqlite_thread import OnItsThread, connect
+from gateway.metadata.base import Event, EventFeed, EventLog, ImageRecord
 
 log = logging.getLogger(__name__)
 
-KINDS = ("upload", "update", "delete")
 GAP_GRACE_SECONDS = 5.0
 _BATCH = 500
-_TRIM_EVERY = 256
 _QUEUE_SIZE = 256
-
-
-@dataclass(frozen=True)
-class Event:
-    seq: int
-    kind: str
-    record: ImageRecord
-
-
-def record_to_data(record: ImageRecord) -> dict[str, Any]:
-    data = dataclasses.asdict(record)
-    data["time"] = record.time.isoformat()
-    data["updated_at"] = record.updated_at.isoformat()
-    return data
-
-
-def record_from_data(data: dict[str, Any]) -> ImageRecord:
-    values = dict(data)
-    values["time"] = datetime.fromisoformat(values["time"])
-    values["updated_at"] = datetime.fromisoformat(values["updated_at"])
-    return ImageRecord(**values)
-
-
-class EventLog(Protocol):
-    async def append_many(self, entries: list[tuple[str, ImageRecord]]) -> None:
-        """Add events in one go, numbered in the order given."""
-
-    async def append(self, kind: str, record: ImageRecord) -> int:
-        """Add an event; its sequence number."""
-
-    async def latest(self) -> int:
-        """The highest sequence number written so far (0 when none)."""
-
-    async def read_after(self, seq: int, limit: int) -> list[Event]:
-        """Events with a sequence number above `seq`, in order."""
-
-    def follow(self) -> AsyncIterator[Event] | None:
-        """A push feed of new events, or None when the database offers none."""
-
-
-class SqliteEventLog(OnItsThread):
-    """The event table in its own SQLite file next to the metadata database; processes sharing
-    the data directory share it (WAL lets readers poll while one writer appends)."""
-
-    _thread_name = "events"
-
-    def __init__(self, path: Path, retention: timedelta):
-        super().__init__(path)
-        self._retention = retention
-
-    def _open(self) -> None:
-        db = connect(self._path)
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL,"
-            " kind TEXT NOT NULL, record TEXT NOT NULL)"
-        )
-        self._db = db
-
-    async def append(self, kind: str, record: ImageRecord) -> int:
-        def append() -> int:
-            assert self._db is not None
-            now = datetime.now(timezone.utc)
-            cursor = self._db.execute(
-                "INSERT INTO events (time, kind, record) VALUES (?, ?, ?)",
-                (now.isoformat(), kind, json.dumps(record_to_data(record))),
-            )
-            seq = int(cursor.lastrowid or 0)
-            if seq % _TRIM_EVERY == 0:
-                self._db.execute("DELETE FROM events WHERE time < ?", ((now - self._retention).isoformat(),))
-            return seq
-
-        return int(await self._run(append))
-
-    async def append_many(self, entries: list[tuple[str, ImageRecord]]) -> None:
-        def append_many() -> None:
-            assert self._db is not None
-            now = datetime.now(timezone.utc).isoformat()
-            rows = [(now, kind, json.dumps(record_to_data(record))) for kind, record in entries]
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT INTO events (time, kind, record) VALUES (?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-        await self._run(append_many)
-
-    async def latest(self) -> int:
-        def latest() -> int:
-            assert self._db is not None
-            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
-
-        return int(await self._run(latest))
-
-    async def read_after(self, seq: int, limit: int) -> list[Event]:
-        def read() -> list[Event]:
-            assert self._db is not None
-            rows = self._db.execute("SELECT seq, kind, record FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
-            return [Event(row[0], row[1], record_from_data(json.loads(row[2]))) for row in rows]
-
-        events: list[Event] = await self._run(read)
-        return events
-
-    def follow(self) -> AsyncIterator[Event] | None:
-        return None
-
-
-_APPEND_ATTEMPTS = 100
-
-
-class MongoEventLog:
-    """`events` (one document per event, `_id` = sequence number) and `event_sequence` (the
-    counter) in the metadata database."""
-
-    def __init__(self, url: str, database: str, retention: timedelta):
-        from pymongo import AsyncMongoClient
-
-        self._client: Any = AsyncMongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=True)
-        db = self._client[database]
-        self._events = db["events"]
-        self._sequence = db["event_sequence"]
-        self._retention = retention
-
-    async def __aenter__(self) -> MongoEventLog:
-        await self._events.create_index("time")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._client.close()
-
-    async def append_many(self, entries: list[tuple[str, ImageRecord]]) -> None:
-        from pymongo import ReturnDocument
-        from pymongo.errors import BulkWriteError, DuplicateKeyError
-
-        # One draw of len(entries) numbers and one insert for the whole batch.
-        draw = {"filter": {"_id": "events"}, "update": {"$inc": {"seq": len(entries)}}, "upsert": True, "return_document": ReturnDocument.AFTER}
-        try:
-            counter = await self._sequence.find_one_and_update(**draw)
-        except DuplicateKeyError:
-            counter = await self._sequence.find_one_and_update(**draw)
-        first = int(counter["seq"]) - len(entries) + 1
-        now = datetime.now(timezone.utc)
-        docs = [
-            {"_id": first + offset, "time": now, "kind": kind, "record": record_to_data(record)}
-            for offset, (kind, record) in enumerate(entries)
-        ]
-        try:
-            await self._events.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            # Numbers another writer also drew (FerretDB): those events go in one by one.
-            taken = {error["index"] for error in exc.details.get("writeErrors", []) if error.get("code") == 11000}
-            if len(taken) != len(exc.details.get("writeErrors", [])):
-                raise
-            for index in sorted(taken):
-                await self.append(*entries[index])
-
-    async def append(self, kind: str, record: ImageRecord) -> int:
-        from pymongo import ReturnDocument
-        from pymongo.errors import DuplicateKeyError
-
-        now = datetime.now(timezone.utc)
-        draw = {"filter": {"_id": "events"}, "update": {"$inc": {"seq": 1}}, "upsert": True, "return_document": ReturnDocument.AFTER}
-        try:
-            counter = await self._sequence.find_one_and_update(**draw)
-        except DuplicateKeyError:
-            # Concurrent first appends both tried to create the counter; it exists now.
-            counter = await self._sequence.find_one_and_update(**draw)
-        seq = int(counter["seq"])
-        for attempt in range(_APPEND_ATTEMPTS):
-            try:
-                await self._events.insert_one({"_id": seq, "time": now, "kind": kind, "record": record_to_data(record)})
-                break
-            except DuplicateKeyError:
-                # FerretDB v1 runs $inc as a read then a write, so concurrent appends can draw
-                # the same number. The unique _id is the real arbiter: take the next free one.
-                if attempt == _APPEND_ATTEMPTS - 1:
-                    raise
-                newest = await self._events.find_one({}, {"_id": 1}, sort=[("_id", -1)])
-                seq = int(newest["_id"]) + 1 if newest else seq + 1
-                await self._sequence.update_one({"_id": "events"}, {"$max": {"seq": seq}})
-        if seq % _TRIM_EVERY == 0:
-            await self._events.delete_many({"time": {"$lt": now - self._retention}})
-        return seq
-
-    async def latest(self) -> int:
-        counter = await self._sequence.find_one({"_id": "events"})
-        return int(counter["seq"]) if counter else 0
-
-    async def read_after(self, seq: int, limit: int) -> list[Event]:
-        cursor = self._events.find({"_id": {"$gt": seq}}).sort("_id", 1).limit(limit)
-        return [Event(int(doc["_id"]), doc["kind"], record_from_data(doc["record"])) async for doc in cursor]
-
-    def follow(self) -> AsyncIterator[Event] | None:
-        return self._changes()
-
-    async def _changes(self) -> AsyncIterator[Event]:
-        # Raises OperationFailure at once where change streams are missing (FerretDB, standalone).
-        async with await self._events.watch([{"$match": {"operationType": "insert"}}]) as stream:
-            async for change in stream:
-                doc = change["fullDocument"]
-                yield Event(int(doc["_id"]), doc["kind"], record_from_data(doc["record"]))
 
 
 class EventWriter:
@@ -352,32 +141,22 @@ class EventHub:
                 await asyncio.sleep(self.poll_interval)
 
     async def _follow(self) -> None:
-        feed = self.log.follow() if self._streams else None
-        if feed is not None:
-            try:
-                await self._stream(feed)
-                return
-            except Exception as exc:
-                if not _unsupported(exc):
-                    raise
-                log.info("no change streams in this database (%s); polling the event log", exc.__class__.__name__)
-                self._streams = False
-        await self._poll()
+        feed = await self.log.follow() if self._streams else None
+        if feed is None:
+            # A database without a push feed will not grow one: from now on, always poll.
+            self._streams = False
+            await self._poll()
+            return
+        try:
+            await self._stream(feed)
+        finally:
+            await feed.aclose()
 
-    async def _stream(self, feed: AsyncIterator[Event]) -> None:
-        iterator = feed.__aiter__()
-        first = asyncio.ensure_future(iterator.__anext__())
-        # A database without change streams refuses at once; one that is still waiting for the
-        # first change after this long has opened the stream.
-        done, _ = await asyncio.wait({first}, timeout=max(self.poll_interval, 1.0))
-        if done:
-            event = first.result()
-            self._deliver(event)
+    async def _stream(self, feed: EventFeed) -> None:
+        # The feed is open once `follow` returns it, so what is written from now on arrives.
         self.mode = "change_stream"
         self._started.set()
-        if not done:
-            self._deliver(await first)
-        async for event in iterator:
+        async for event in feed:
             self._deliver(event)
             if not self._subscribers:
                 break
@@ -412,21 +191,3 @@ class EventHub:
                 await asyncio.sleep(self.poll_interval)
         self._started.clear()
         self.mode = "idle"
-
-
-def _unsupported(exc: Exception) -> bool:
-    from pymongo.errors import OperationFailure
-
-    return isinstance(exc, OperationFailure)
-
-
-@asynccontextmanager
-async def open_event_log(config: Config) -> AsyncIterator[EventLog]:
-    retention = timedelta(seconds=config.events.retention_seconds)
-    if config.metadata.backend == "mongodb":
-        assert config.metadata.mongodb_url is not None  # enforced by config validation
-        async with MongoEventLog(config.metadata.mongodb_url.reveal(), config.metadata.mongodb_db, retention) as mongo:
-            yield mongo
-        return
-    async with SqliteEventLog(config.data_dir / "events.sqlite3", retention) as sqlite:
-        yield sqlite

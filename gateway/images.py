@@ -12,13 +12,10 @@ import struct
 import warnings
 from dataclasses import dataclass
 
+import pillow_heif
 from PIL import Image, UnidentifiedImageError
-from pillow_heif import register_heif_opener
 
 from gateway.errors import Invalid, TooLarge, Unsupported
-
-# HEIC/HEIF through libheif; AVIF is Pillow's own.
-register_heif_opener()
 
 
 @dataclass(frozen=True)
@@ -38,14 +35,12 @@ FORMATS = {
         ImageFormat("TIFF", "image/tiff", "tiff"),
         ImageFormat("BMP", "image/bmp", "bmp"),
         ImageFormat("AVIF", "image/avif", "avif"),
+        # HEIC photos (iPhones); Pillow reads them through pillow-heif.
         ImageFormat("HEIF", "image/heic", "heic"),
     )
 }
 CONTENT_TYPES = {f.extension: f.content_type for f in FORMATS.values()}
 ACCEPTED = "JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF or HEIC/HEIF"
-# ISO base media file brands (the `ftyp` box) of AVIF and of HEIF's HEVC images.
-_AVIF_BRANDS = {b"avif", b"avis"}
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"}
 # EXIF orientations 5-8 turn the picture a quarter: displayed width is the stored height.
 EXIF_ORIENTATION = 0x0112
 
@@ -57,6 +52,11 @@ _TAIL = 4096
 # The pixel limit is ours (MAX_IMAGE_PIXELS, checked on the header's dimensions); Pillow's own
 # global limit would otherwise refuse configured limits above twice its default.
 Image.MAX_IMAGE_PIXELS = None
+pillow_heif.register_heif_opener()
+
+# ISO base media file brands (the `ftyp` box): AV1 images, and HEVC ones.
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 
 def sniff(head: bytes) -> ImageFormat | None:
@@ -148,17 +148,14 @@ class ImageInspector:
         assert self._format is not None
         data = bytes(self._head)
         orientation = None
-        if self._format.name == "WEBP" and not complete:
-            # Pillow opens a WebP only whole; its canvas size is in the first chunk.
-            size = _webp_size(data)
+        if self._format.name in ("WEBP", "AVIF") and not complete:
+            # Pillow opens a WebP or an AVIF only whole; the size is in the first bytes.
+            size = _webp_size(data) if self._format.name == "WEBP" else _avif_size(data)
             if size is None:
                 return False
             width, height = size
+            orientation = _avif_orientation(data) if self._format.name == "AVIF" else None
             self._required_size = _required_size(self._format, data, None)
-        elif self._format.name in ("AVIF", "HEIF") and not complete:
-            # libavif and libheif open only a whole file (it is buffered, up to the last of
-            # _ATTEMPTS); the end of its last box is then checked too.
-            return False
         else:
             try:
                 with warnings.catch_warnings():
@@ -168,7 +165,7 @@ class ImageInspector:
                     warnings.simplefilter("ignore")
                     with Image.open(io.BytesIO(data), formats=[self._format.name]) as image:
                         width, height = image.size
-                        orientation = _orientation(image)
+                        orientation = _avif_orientation(data) if self._format.name == "AVIF" else _orientation(image)
                         if self._format.name in ("HEIF", "TIFF") and orientation in (5, 6, 7, 8):
                             # libheif, and Pillow for a TIFF, give the size as displayed.
                             width, height = height, width
@@ -249,27 +246,89 @@ def displayed_size(width: int, height: int, orientation: int | None) -> tuple[in
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def _boxes_end(data: bytes) -> int:
-    """Where the last top-level ISO BMFF box ends, by the boxes' own sizes."""
-    offset = 0
-    while offset + 8 <= len(data):
-        size = int.from_bytes(data[offset : offset + 4], "big")
-        if size == 1 and offset + 16 <= len(data):
-            size = int.from_bytes(data[offset + 8 : offset + 16], "big")
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """The ISO BMFF boxes (type, payload start, box end) between `start` and `end` that `data`
+    holds whole."""
+    found = []
+    while start + 8 <= min(end, len(data)):
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        header = 8
+        if size == 1 and start + 16 <= len(data):
+            size, header = struct.unpack(">Q", data[start + 8 : start + 16])[0], 16
         elif size == 0:
-            return len(data)  # the last box runs to the end
-        if size < 8:
-            return len(data) + 1  # malformed: never complete
-        offset += size
-    return max(offset, len(data))
+            size = end - start
+        if size < header:
+            break
+        found.append((kind, start + header, start + size))
+        start += size
+    return found
+
+
+def _avif_size(head: bytes) -> tuple[int, int] | None:
+    """An AVIF's size from its `meta` box: the primary image's `ispe` (the largest, as a grid's
+    is larger than its tiles', an alpha plane's equal). As Pillow reports it, before any `irot`
+    turn, just as a JPEG's size is before its EXIF orientation."""
+    for kind, payload, end in _boxes(head, 0, len(head)):
+        if kind != b"meta":
+            continue
+        if end > len(head):
+            return None
+        widths: list[tuple[int, int]] = []
+        # `meta` is a full box (4 bytes of version and flags); `iprp` holds `ipco`, the properties.
+        for inner, start, stop in _boxes(head, payload + 4, end):
+            if inner != b"iprp":
+                continue
+            for group, group_start, group_end in _boxes(head, start, stop):
+                if group != b"ipco":
+                    continue
+                for prop, prop_start, prop_end in _boxes(head, group_start, group_end):
+                    if prop == b"ispe" and prop_end - prop_start >= 12:
+                        widths.append(struct.unpack(">II", head[prop_start + 4 : prop_start + 12]))
+        return max(widths, key=lambda size: size[0] * size[1]) if widths else None
+    return None
+
+
+# HEIF's `irot` (quarter turns anticlockwise) and `imir` (axis 0: top to bottom, 1: left to right),
+# applied in that order, as EXIF orientations (libavif's mapping; the identity is no orientation).
+_AVIF_TRANSFORMS = {
+    (1, None): 8, (2, None): 3, (3, None): 6,
+    (0, 0): 4, (1, 0): 5, (2, 0): 2, (3, 0): 7,
+    (0, 1): 2, (1, 1): 7, (2, 1): 4, (3, 1): 5,
+}
+
+
+def _avif_orientation(head: bytes) -> int | None:
+    """An AVIF's orientation from the `irot`/`imir` properties of its `meta` box: where libavif
+    keeps it (Pillow writes an EXIF orientation as these), and known from the first bytes. The
+    first of each counts: the primary image's, for the files encoders write."""
+    turns, axis = 0, None
+    for kind, payload, end in _boxes(head, 0, len(head)):
+        if kind != b"meta":
+            continue
+        for inner, start, stop in _boxes(head, payload + 4, min(end, len(head))):
+            if inner != b"iprp":
+                continue
+            for group, group_start, group_end in _boxes(head, start, stop):
+                if group != b"ipco":
+                    continue
+                found: dict[bytes, bytes] = {}
+                for prop, prop_start, prop_end in _boxes(head, group_start, group_end):
+                    found.setdefault(prop, head[prop_start:prop_end])
+                if found.get(b"irot"):
+                    turns = found[b"irot"][0] & 3
+                if found.get(b"imir"):
+                    axis = found[b"imir"][0] & 1
+    return _AVIF_TRANSFORMS.get((turns, axis))
 
 
 def _required_size(fmt: ImageFormat, head: bytes, image: Image.Image | None) -> int:
     """How many bytes the header says the whole file has, for formats that declare it."""
-    if fmt.name in ("AVIF", "HEIF"):
-        return _boxes_end(head)
     if fmt.name == "WEBP":
         return struct.unpack("<I", head[4:8])[0] + 8
+    if fmt.name in ("AVIF", "HEIF"):
+        # The top-level boxes' sizes, as far as the head shows them (`mdat`, the data, is last).
+        boxes = _boxes(head, 0, len(head))
+        return boxes[-1][2] if boxes else 0
     if fmt.name == "BMP":
         declared, offset = struct.unpack("<I", head[2:6])[0], struct.unpack("<I", head[10:14])[0]
         return max(declared, offset)

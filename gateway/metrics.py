@@ -1,12 +1,12 @@
 """Prometheus metrics: one registry per application (tests build many apps in one process).
 
-Requests are counted by route template, never by raw path, so label cardinality stays bounded.
-The stores are wrapped rather than edited: every backend is measured the same way.
+Requests are counted by route template, never by raw path, so label cardinality stays bounded
+(the request middleware, `middlewares.measure`, records them). The stores are wrapped rather
+than edited: every backend is measured the same way.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,10 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gateway.errors import GatewayError, NotFound
-from gateway.outcome import Outcome
 from gateway.metadata.base import ImageRecord
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # Outcomes a caller asked for, not failures of the dependency.
@@ -29,7 +26,7 @@ _EXPECTED = (NotFound,)
 
 BLOB_OPERATIONS = ("put", "get", "delete", "delete_many", "list", "presign", "ping")
 METADATA_OPERATIONS = (
-    "insert", "get", "find", "count", "replace_properties", "delete", "delete_records", "records",
+    "insert", "insert_many", "get", "find", "count", "replace_properties", "delete", "delete_records", "records",
     "ensure_collection", "collection_generation", "begin_drop", "finish_drop", "collections",
     "collection_stats", "ping",
 )  # fmt: skip
@@ -45,8 +42,6 @@ class Metrics:
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.in_progress = Gauge("gateway_http_requests_in_progress", "Requests being handled", registry=r)
-        # The same count, readable: graceful shutdown waits for it to reach zero.
-        self.active = 0
         self.bytes_received = Counter("gateway_http_received_bytes", "Request body bytes with a declared length", registry=r)
         self.bytes_served = Counter("gateway_http_served_bytes", "Response body bytes sent", registry=r)
         self.images_stored = Counter("gateway_images_stored", "Images uploaded and recorded", ["collection"], registry=r)
@@ -60,6 +55,11 @@ class Metrics:
             "gateway_dependency_errors", "Failed calls to the object store, database and identity service",
             ["dependency", "operation"], registry=r,
         )  # fmt: skip
+
+        self.renditions_rendered = Counter("gateway_renditions_rendered", "Renditions rendered and stored", ["format"], registry=r)
+        self.rendition_cache_hits = Counter("gateway_rendition_cache_hits", "Rendition requests served from a stored rendition", registry=r)
+        self.render_seconds = Histogram("gateway_render_duration_seconds", "Time to render one rendition", buckets=_LATENCY_BUCKETS, registry=r)
+        self.render_queue = Gauge("gateway_render_queue_depth", "Renders waiting for a worker", registry=r)
 
     @contextmanager
     def observe(self, dependency: str, operation: str) -> Iterator[None]:
@@ -101,12 +101,6 @@ class Instrumented:
     def wrapped(self) -> Any:
         return self._inner
 
-    # isinstance() consults __class__, so code that checks for a backend class (the filesystem
-    # download route) still recognises the wrapped store.
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        return type(self._inner)
-
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._inner, name)
         if name not in self._operations or not callable(attribute):
@@ -141,31 +135,6 @@ def instrument(store: Any, metrics: Metrics, dependency: str) -> Any:
     return Instrumented(store, metrics, dependency, operations)
 
 
-async def drain(app: web.Application, runner: web.AppRunner, timeout: float) -> None:
-    """Stop accepting, then wait (up to `timeout`) for in-flight requests to finish.
-
-    aiohttp's own graceful shutdown stops reading from open connections at once, so a request
-    whose body is still arriving could never complete; closing only the listeners first lets it.
-    """
-    from gateway.api.feeds import close_sockets
-
-    for site in list(runner.sites):
-        await site.stop()
-    await close_sockets(app)
-    deadline = time.monotonic() + timeout
-    while _busy(app, runner) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-
-
-def _busy(app: web.Application, runner: web.AppRunner) -> bool:
-    from gateway.keys import METRICS
-
-    # A request between its `100 Continue` and our middlewares is not counted yet; aiohttp's
-    # connection knows (a private flag, hence the default).
-    connections = runner.server.connections if runner.server is not None else []
-    return app[METRICS].active > 0 or any(getattr(c, "_request_in_progress", False) for c in connections)
-
-
 def client_trace(metrics: Metrics, dependency: str) -> aiohttp.TraceConfig:
     """Times every request of an outgoing aiohttp session (the identity service, JWKS) and counts
     failures: no answer, or a 5xx. A 401/403 is the service's verdict, not its failure."""
@@ -189,40 +158,10 @@ def client_trace(metrics: Metrics, dependency: str) -> aiohttp.TraceConfig:
     return trace
 
 
-def route_template(request: web.Request) -> str:
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
+def exposition_handler(metrics: Metrics) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The `/metrics` handler, bound to this app's registry."""
 
+    async def exposition(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-def middleware(metrics: Metrics) -> Any:
-    @web.middleware
-    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        metrics.in_progress.inc()
-        metrics.active += 1
-        if request.content_length:
-            metrics.bytes_received.inc(request.content_length)
-        outcome = Outcome()
-        try:
-            response = await outcome.run(handler, request)
-            # aiohttp sends the body after the middlewares return, within this request's own
-            # task; its length (a FileResponse's too) is final when that task ends.
-            task = asyncio.current_task()
-            if task is not None:
-                task.add_done_callback(lambda _: metrics.bytes_served.inc(response.body_length))
-            return response
-        finally:
-            metrics.in_progress.dec()
-            metrics.active -= 1
-            route = route_template(request)
-            metrics.requests.labels(request.method, route, str(outcome.status)).inc()
-            metrics.request_seconds.labels(request.method, route).observe(time.perf_counter() - started)
-
-    return record
-
-
-async def exposition(request: web.Request) -> web.Response:
-    from gateway.keys import METRICS
-
-    body = request.app[METRICS].exposition()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return exposition

@@ -1,4 +1,6 @@
-"""Request context (request id, access log) and the one mapping of errors to HTTP answers."""
+"""Every middleware, outermost first: metrics, request context (request id, in-flight registry,
+access log), the edge (security headers, CORS), and the one mapping of errors to HTTP answers.
+Authentication, the innermost, lives with the rest of auth."""
 
 from __future__ import annotations
 
@@ -7,14 +9,16 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, TypedDict
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.errors import GatewayError
-from gateway.keys import REQUEST_ID, USER_ID
-from gateway.outcome import Outcome
+from gateway.errors import CLIENT_CLOSED_REQUEST, GatewayError
+from gateway.keys import CONFIG, IN_FLIGHT, REQUEST_ID, USER_ID
+from gateway.metrics import Metrics
+from gateway.jsoncodec import json_response
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
@@ -30,9 +34,90 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
 }
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    # JSON answers load nothing; pages and files that need more set their own policy.
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+# The HTTP parser's limits, stated rather than inherited: a request line (method, path, query)
+# and each header field of at most 8 KiB, and at most 100 header fields. Past them aiohttp
+# answers 400 before any route or middleware runs. Bodies and form fields are bounded by
+# `limits` in the config, while they stream.
+class ParserLimits(TypedDict):
+    max_line_size: int
+    max_field_size: int
+    max_headers: int
+
+
+HTTP_PARSER_LIMITS: ParserLimits = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
+_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
+_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, X-API-Key, X-Request-ID"
+_EXPOSED = "Content-Disposition, ETag, Link, Location, X-Request-ID, X-Total-Count"
+
+
+class Outcome:
+    """What a request ended as, seen from the outside, shared by the access log and the metrics:
+    the answer's status (500 until the handler says otherwise) and the response, if any."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.response: web.StreamResponse | None = None
+
+    async def run(self, handler: Handler, request: web.Request) -> web.StreamResponse:
+        try:
+            self.response = await handler(request)
+            self.status = self.response.status
+            return self.response
+        except web.HTTPException as exc:
+            self.status = exc.status
+            raise
+        except asyncio.CancelledError:
+            # aiohttp cancels the handler when the client goes away mid-request: not our failure.
+            self.status = CLIENT_CLOSED_REQUEST
+            raise
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template: logs and metrics never carry a raw path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+    return json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
+def measure(metrics: Metrics) -> Any:
+    """Counts and times each request by route template, as the client gets the answer."""
+
+    @web.middleware
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        metrics.in_progress.inc()
+        if request.content_length:
+            metrics.bytes_received.inc(request.content_length)
+        outcome = Outcome()
+        try:
+            response = await outcome.run(handler, request)
+            # aiohttp sends the body after the middlewares return, within this request's own
+            # task; its length (a FileResponse's too) is final when that task ends.
+            task = asyncio.current_task()
+            if task is not None:
+                task.add_done_callback(lambda _: metrics.bytes_served.inc(response.body_length))
+            return response
+        finally:
+            metrics.in_progress.dec()
+            route = route_template(request)
+            metrics.requests.labels(request.method, route, str(outcome.status)).inc()
+            metrics.request_seconds.labels(request.method, route).observe(time.perf_counter() - started)
+
+    return record
+
+
+def _is_feed(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 @web.middleware
@@ -40,17 +125,23 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     given = request.headers.get("X-Request-ID", "")
     request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
+    task = asyncio.current_task()
+    # Graceful shutdown waits for these. A WebSocket feed is not among them: it would never end
+    # on its own, and shutdown closes it instead (on_shutdown).
+    in_flight = request.app[IN_FLIGHT]
+    if task is not None and not _is_feed(request):
+        in_flight.add(task)
     started = time.perf_counter()
     outcome = Outcome()
     try:
-        response = await outcome.run(handler, request)
-        response.headers["X-Request-ID"] = request_id
-        return response
+        answer = await outcome.run(handler, request)
+        answer.headers["X-Request-ID"] = request_id
+        return answer
     finally:
+        if task is not None:
+            in_flight.discard(task)
         status, response = outcome.status, outcome.response
-        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-        fields = {"method": request.method, "route": route, "status": status, "request_id": request_id}
-        task = asyncio.current_task()
+        fields = {"method": request.method, "route": route_template(request), "status": status, "request_id": request_id}
         if response is not None and task is not None:
             # aiohttp sends the body after the middlewares return, in this request's task: log
             # once it is out, with its length and the time it took.
@@ -68,6 +159,56 @@ def _log_access(request: web.Request, fields: dict[str, object], started: float,
         fields["method"], fields["route"], fields["request_id"], fields["status"], duration_ms, sent, f" user={user}" if user else "",
         extra={**fields, "duration_ms": duration_ms, "bytes": sent, "user": user},
     )
+
+
+def _allowed_origin(request: web.Request) -> str | None:
+    """The Access-Control-Allow-Origin value for this request, or None (CORS off, no Origin, or
+    an origin not on the list)."""
+    allowed = request.app[CONFIG].cors.allowed_origins
+    origin = request.headers.get("Origin")
+    if not allowed or origin is None:
+        return None
+    if "*" in allowed:
+        return "*"
+    return origin if origin in allowed else None
+
+
+def _decorate(headers: MutableMapping[str, str], request: web.Request, origin: str | None) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+    allowed = request.app[CONFIG].cors.allowed_origins
+    if allowed and "*" not in allowed:
+        # The answer names the caller's origin, so caches must keep one copy per origin.
+        headers.setdefault("Vary", "Origin")
+    if origin is not None:
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = _EXPOSED
+
+
+@web.middleware
+async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Headers every answer carries (no sniffing, no framing, no referrer) and CORS, off by default."""
+    origin = _allowed_origin(request)
+    if request.method == "OPTIONS" and origin is not None and "Access-Control-Request-Method" in request.headers:
+        preflight = web.Response(status=204)
+        preflight.headers.update(
+            {
+                "Access-Control-Allow-Methods": _METHODS,
+                "Access-Control-Allow-Headers": _REQUEST_HEADERS,
+                "Access-Control-Max-Age": str(request.app[CONFIG].cors.max_age_seconds),
+            }
+        )
+        _decorate(preflight.headers, request, origin)
+        return preflight
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        # Redirects travel as exceptions; they get the same headers.
+        _decorate(exc.headers, request, origin)
+        raise
+    if not response.prepared:
+        _decorate(response.headers, request, origin)
+    return response
 
 
 @web.middleware

@@ -9,6 +9,8 @@ code point order), so one merge pass finds every difference with flat memory at 
   again that it still exists and its object still does not;
 - with `--verify`, an object whose bytes do not hash to the record's `sha256` is reported
   (there is nothing to repair it from);
+- a rendition (`<collection>/_renditions/<id>/...`) is counted as one while its image's record
+  exists, and is an orphan like any other object once it does not;
 - a collection drop that stopped half way is resumed with `--fix`;
 - temporary files and incomplete multipart uploads older than the grace period (a crash's
   leftovers, never visible as objects) are discarded with `--fix`.
@@ -26,12 +28,11 @@ from typing import Any
 from gateway.errors import GatewayError, NotFound
 from gateway.metadata.base import ImageRecord
 from gateway.service import ImageService
-from gateway.storage.base import BlobInfo, collection_prefix
+from gateway.storage.base import DELETE_MANY_LIMIT, BlobInfo, collection_prefix, rendition_owner
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = timedelta(minutes=15)
-_DELETE_BATCH = 1000
 _SAMPLES = 100
 
 
@@ -52,6 +53,8 @@ class Summary:
     missing_objects: int = 0
     corrupt_objects: int = 0
     unfinished_drops: int = 0
+    # Objects under `<collection>/_renditions/<id>/` whose image exists: never orphans.
+    renditions: int = 0
     fixed: int = 0
     # Problems found and not repaired (a failed fix, a corrupt object, or no `--fix`).
     remaining: int = 0
@@ -92,6 +95,8 @@ class Reconciler:
         self.on_item = on_item or (lambda summary: None)
         self.summary = Summary()
         self._orphans: list[str] = []
+        # The last image a rendition was checked against: an image's renditions list together.
+        self._rendered: tuple[str, bool] = ("", False)
 
     async def run(self, collection: str | None = None) -> Summary:
         # Taken once: an object older than this was stored before the run began minus the grace.
@@ -148,6 +153,10 @@ class Reconciler:
             self.summary.problem("partial_write", prefix or "*", fixed=self.fix)
 
     async def _object_only(self, blob: BlobInfo, cutoff: datetime) -> None:
+        owner = rendition_owner(blob.key)
+        if owner is not None and await self._image_exists(*owner):
+            self.summary.renditions += 1
+            return
         if blob.last_modified > cutoff:
             self.summary.young_objects += 1
             return
@@ -156,7 +165,7 @@ class Reconciler:
             self.summary.problem("orphan_object", blob.key, fixed=False)
             return
         self._orphans.append(blob.key)
-        if len(self._orphans) >= _DELETE_BATCH:
+        if len(self._orphans) >= DELETE_MANY_LIMIT:
             await self._flush_orphans()
 
     async def _flush_orphans(self) -> None:
@@ -194,6 +203,21 @@ class Reconciler:
         except GatewayError as exc:
             log.warning("could not remove the record %s/%s: %s", record.collection, record.id, exc.message)
             return False
+
+    async def _image_exists(self, collection: str, image_id: str) -> bool:
+        image = f"{collection}/{image_id}"
+        if self._rendered[0] != image:
+            try:
+                await self.service.meta.get(collection, image_id)
+                exists = True
+            except NotFound:
+                exists = False
+            except GatewayError as exc:
+                # Unknown is treated as present: a rendition is removed only when its image is gone.
+                log.warning("could not look up %s for its renditions: %s", image, exc.message)
+                exists = True
+            self._rendered = (image, exists)
+        return self._rendered[1]
 
     async def _exists(self, key: str) -> bool:
         async for blob in self.service.blobs.list(key):

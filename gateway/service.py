@@ -4,6 +4,10 @@ The two stores share no transaction, so every operation is ordered to keep these
 - an acknowledged upload has its object and its record, and the object hashes to `sha256`;
 - a visible record has its object (objects are written before records, deleted after them);
 - a failed request leaves nothing, or an object without a record, which `reconcile` removes.
+
+It also owns the owner scope (`auth.scope: user`): reads and writes take the caller's `Scope`,
+and refuse (`Forbidden`) another user's image, or a whole-collection operation, to a caller held
+to their own images.
 """
 
 from __future__ import annotations
@@ -13,19 +17,19 @@ import hashlib
 import logging
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from bson import ObjectId
-
+from gateway.caches import ExpiringCache, SharedReads
 from gateway.config import Config
-from gateway.errors import Conflict, GatewayError, NotFound, PreconditionFailed, TooLarge
+from gateway.errors import BlobNotFound, Conflict, Forbidden, GatewayError, NotFound, PreconditionFailed, TooLarge
 from gateway.images import ImageInspector
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
-from gateway.storage.base import BlobStore, collection_prefix, object_key
+from gateway.storage.base import DELETE_MANY_LIMIT, BlobStore, collection_prefix, object_key, rendition_prefix
 from gateway.metadata.query import SHA256_FIELD, Condition, ListQuery, owned_by
+from gateway.names import new_image_id
 from gateway.properties import merge_patch
 from gateway.properties import validate_properties as valid_properties
 
@@ -33,7 +37,6 @@ log = logging.getLogger(__name__)
 
 # Control characters (C0, DEL, C1), line and paragraph separators, quotes and path separators.
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f-\x9f\u2028\u2029"\\/]')
-_DELETE_BATCH = 1000
 _UPDATE_ATTEMPTS = 10
 
 # Told of every acknowledged change: ("upload" | "update" | "delete", the record). Listeners
@@ -55,6 +58,30 @@ def sanitize_filename(raw: str | None, fallback: str) -> str:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Whose images a caller reaches: everyone's (`owner` None: auth off, `auth.scope: all`,
+    services, public reads), or only the images `owner` uploaded."""
+
+    owner: str | None = None
+
+    def check(self, record: ImageRecord) -> ImageRecord:
+        if self.owner is not None and record.owner != self.owner:
+            raise Forbidden("this image belongs to another user", code="not_owner")
+        return record
+
+    def query(self, query: ListQuery) -> ListQuery:
+        return owned_by(query, self.owner)
+
+    def whole_collection(self, what: str) -> None:
+        """Refuse an operation on every user's images (a drop, an export) to one user."""
+        if self.owner is not None:
+            raise Forbidden(f"{what} a whole collection needs a service key", code="not_owner")
+
+
+EVERYONE = Scope()
+
+
+@dataclass(frozen=True)
 class Page:
     records: list[ImageRecord]
     has_more: bool
@@ -70,7 +97,7 @@ class Upload:
         self.collection = collection
         self.owner = owner
         # An import keeps the archive's id and time; everything else gets fresh ones.
-        self.id = image_id or str(ObjectId())
+        self.id = image_id or new_image_id()
         self._time = time
         # True when an insert found the id taken by a record naming our very key: that object
         # is the other record's, and must not be discarded with our failed upload.
@@ -140,7 +167,9 @@ class Upload:
 
         self._key = object_key(self.collection, self.id, fmt.extension)
         try:
-            await self._service.blobs.put(self._key, body(), content_type=fmt.content_type, filename=self._filename)
+            await self._service.blobs.put(
+                self._key, body(), content_type=fmt.content_type, filename=self._filename, sha256=self._sha256.digest
+            )
         except Conflict:
             # The key holds another image's object (only imports choose ids); it is not ours to remove.
             self._key_taken = True
@@ -149,9 +178,42 @@ class Upload:
     async def existing_copy(self) -> ImageRecord | None:
         """The oldest image of this collection (of this owner, when there is one) whose bytes are
         the ones stored so far, if any: what `dedupe` answers instead of a second copy."""
-        query = owned_by(ListQuery((Condition(SHA256_FIELD, "$eq", self.sha256),), limit=1, descending=False), self.owner)
+        query = ListQuery((Condition(SHA256_FIELD, "$eq", self.sha256),), limit=1, descending=False, owner=self.owner)
         found = await self._service.meta.find(self.collection, query)
         return found[0] if found else None
+
+    async def _insert(self, record: ImageRecord) -> None:
+        try:
+            await self._service.meta.insert(record)
+        except Conflict:
+            # Only an import chooses ids: the same one ran concurrently and won.
+            self._record = None
+            existing = await self._service.meta.get(self.collection, self.id)
+            self._key_taken = existing.path == self._key
+            raise
+
+    async def _recover_from_stale_generation(self, record: ImageRecord) -> str:
+        """The cached generation was dropped (by another replica) before or during this upload.
+        Registering the collection again either refuses (`Conflict`: a drop is running now) or
+        proves that drop finished: nothing it does can still remove our object or record. If it
+        ran during the upload it may have removed either, so the object is looked for and the
+        record written again; the caller then checks the new generation as usual."""
+        service = self._service
+        service.generations.discard(self.collection)
+        generation, _ = await service.collection_generation(self.collection)
+        assert self._key is not None
+        if not await service.blob_exists(self._key):
+            raise Conflict("the collection was deleted during the upload", code="collection_dropping")
+        try:
+            await self._service.meta.insert(record)
+        except Conflict:
+            existing = await service.meta.get(self.collection, self.id)
+            if existing != record:
+                # An import of the same id took it after the drop removed ours.
+                self._record = None
+                self._key_taken = existing.path == self._key
+                raise
+        return generation
 
     async def commit(self, properties: dict[str, Any]) -> ImageRecord:
         """Record the stored image with its properties; the upload is acknowledged after this."""
@@ -167,23 +229,36 @@ class Upload:
             height=info.height, size=self._inspector.size, sha256=self._sha256.hexdigest(), path=self._key,
             properties=properties, owner=self.owner, orientation=info.orientation,
         )
-        generation = await service.meta.ensure_collection(self.collection)
+        # Usually no round trip: the generation is reused from an earlier upload (see
+        # `ImageService.collection_generation`), so the common case is the insert and the check.
+        generation, cached = await service.collection_generation(self.collection)
         self._record = record
-        try:
-            await service.meta.insert(record)
-        except Conflict:
-            # Only an import chooses ids: the same one ran concurrently and won.
-            self._record = None
-            existing = await service.meta.get(self.collection, self.id)
-            self._key_taken = existing.path == self._key
-            raise
+        await self._insert(record)
         # A drop that began while we uploaded may have listed the objects before ours existed;
-        # a changed generation means our record must not stay.
-        if await service.meta.collection_generation(self.collection) != generation:
+        # a changed generation means our record must not stay. This check guards the race and
+        # reads the database every time: `generation` still active after our insert proves that
+        # no drop of it had begun, so any later drop finds and deletes our record.
+        # Concurrent uploads share this read; each waits for one that began after its insert.
+        live = await service.live_generations.get(self.collection)
+        if live != generation and cached:
+            generation = await self._recover_from_stale_generation(record)
+            live = await service.live_generations.get(self.collection)
+        if live != generation:
+            service.generations.discard(self.collection)
             raise Conflict("the collection was deleted during the upload", code="collection_dropping")
         self._committed = True
         await service.notify("upload", record)
         return record
+
+
+# How long a collection's generation is reused before an upload registers the collection again.
+# Uploads stay correct whatever the cache holds (the post-insert check reads the database, and a
+# stale entry is recovered from); this only bounds how long a dropped collection's entry lingers.
+GENERATION_REUSE_SECONDS = 10.0
+# A presigned link is handed out again for part of its lifetime, at most this long: signing
+# costs more CPU than the rest of a redirect, and the same URL lets browsers reuse cached bytes.
+LINK_REUSE_SECONDS = 60.0
+_CACHE_ENTRIES = 10_000
 
 
 class ImageService:
@@ -192,6 +267,34 @@ class ImageService:
         self.meta = meta
         self.config = config
         self.listeners: list[Listener] = []
+        self.generations: ExpiringCache[str] = ExpiringCache(GENERATION_REUSE_SECONDS, _CACHE_ENTRIES)
+        self.live_generations: SharedReads[str, str | None] = SharedReads(lambda name: self.meta.collection_generation(name))
+        ttl = config.storage.presign_ttl_seconds
+        self.links: ExpiringCache[str] = ExpiringCache(min(ttl / 2, LINK_REUSE_SECONDS), _CACHE_ENTRIES)
+
+    async def collection_generation(self, collection: str) -> tuple[str, bool]:
+        """The generation of an active collection, registering it if new (`Conflict` while it is
+        being dropped), and whether it came from the cache: reused from the last registration
+        for a while, which saves an upload one of its round trips to the database."""
+        generation = self.generations.get(collection)
+        if generation is not None:
+            return generation, True
+        generation = await self.meta.ensure_collection(collection)
+        self.generations.put(collection, generation)
+        return generation, False
+
+    async def blob_exists(self, key: str) -> bool:
+        # A generator (every store's `get` is one), so it can be closed before it is exhausted.
+        chunks = cast(AsyncGenerator[bytes, None], self.blobs.get(key))
+        try:
+            await chunks.__anext__()
+        except StopAsyncIteration:
+            pass  # an empty object
+        except BlobNotFound:
+            return False
+        finally:
+            await chunks.aclose()
+        return True
 
     async def notify(self, kind: str, record: ImageRecord) -> None:
         for listener in self.listeners:
@@ -229,25 +332,37 @@ class ImageService:
         except GatewayError:
             log.warning("upload %s/%s: object %s left for reconcile", collection, image_id, key)
 
-    async def get(self, collection: str, image_id: str) -> ImageRecord:
-        return await self.meta.get(collection, image_id)
+    async def get(self, collection: str, image_id: str, *, scope: Scope = EVERYONE) -> ImageRecord:
+        return scope.check(await self.meta.get(collection, image_id))
 
-    async def find(self, collection: str, query: ListQuery, *, with_total: bool) -> Page:
-        probe = replace(query, limit=query.limit + 1)
-        records = await self.meta.find(collection, probe)
-        total = await self.meta.count(collection, query.conditions) if with_total else None
+    async def find(self, collection: str, query: ListQuery, *, with_total: bool, scope: Scope = EVERYONE) -> Page:
+        query = scope.query(query)
+        records = await self.meta.find(collection, replace(query, limit=query.limit + 1))
+        total = None
+        if with_total:
+            # A page that reaches the end from an offset knows the total without counting, which
+            # is a scan of the collection on FerretDB.
+            ends = len(records) <= query.limit and query.after is None and query.after_key is None
+            if ends and (records or not query.skip):
+                total = query.skip + len(records)
+            else:
+                total = await self.meta.count(collection, query.conditions, owner=query.owner)
         return Page(records[: query.limit], len(records) > query.limit, total)
 
-    async def replace_properties(self, collection: str, image_id: str, properties: dict[str, Any], *, if_version: int | None = None) -> ImageRecord:
-        return await self._update(collection, image_id, lambda _current: properties, if_version)
+    async def replace_properties(
+        self, collection: str, image_id: str, properties: dict[str, Any], *, if_version: int | None = None, scope: Scope = EVERYONE
+    ) -> ImageRecord:
+        return await self._update(collection, image_id, lambda _current: properties, if_version, scope)
 
-    async def patch_properties(self, collection: str, image_id: str, patch: dict[str, Any], *, if_version: int | None = None) -> ImageRecord:
-        return await self._update(collection, image_id, lambda current: merge_patch(current, patch), if_version)
+    async def patch_properties(
+        self, collection: str, image_id: str, patch: dict[str, Any], *, if_version: int | None = None, scope: Scope = EVERYONE
+    ) -> ImageRecord:
+        return await self._update(collection, image_id, lambda current: merge_patch(current, patch), if_version, scope)
 
-    async def _update(self, collection: str, image_id: str, change: Any, if_version: int | None) -> ImageRecord:
+    async def _update(self, collection: str, image_id: str, change: Any, if_version: int | None, scope: Scope) -> ImageRecord:
         limit = self.config.limits.max_properties_bytes
         for _ in range(_UPDATE_ATTEMPTS):
-            current = await self.meta.get(collection, image_id)
+            current = scope.check(await self.meta.get(collection, image_id))
             if if_version is not None and current.version != if_version:
                 raise PreconditionFailed("the image changed since that version", code="version_mismatch")
             updated = current.with_properties(valid_properties(change(current.properties), max_bytes=limit), utcnow())
@@ -257,21 +372,41 @@ class ImageService:
                 return stored
         raise Conflict("the image is being updated concurrently; try again", code="update_conflict")
 
-    async def delete(self, collection: str, image_id: str) -> ImageRecord:
+    async def delete(self, collection: str, image_id: str, *, scope: Scope = EVERYONE) -> ImageRecord:
+        if scope.owner is not None:
+            # An image's owner never changes, so the check cannot go stale before the delete.
+            scope.check(await self.meta.get(collection, image_id))
         record = await self.meta.delete(collection, image_id)
         try:
             await self.blobs.delete(record.path)
         except GatewayError:
             # The image is gone from every listing; its bytes are an orphan for reconcile.
             log.warning("deleted %s/%s but its object %s stays for reconcile", collection, image_id, record.path)
+        await self._delete_renditions(collection, image_id)
         await self.notify("delete", record)
         return record
 
-    async def download_url(self, collection: str, image_id: str) -> str:
-        record = await self.meta.get(collection, image_id)
-        return await self.blobs.presign(
-            record.path, ttl=self.config.storage.presign_ttl_seconds, content_type=record.content_type, filename=record.image
-        )
+    async def _delete_renditions(self, collection: str, image_id: str) -> None:
+        # After the record: a rendition made meanwhile finds the record gone and removes itself.
+        try:
+            keys = [blob.key async for blob in self.blobs.list(rendition_prefix(collection, image_id))]
+            for start in range(0, len(keys), DELETE_MANY_LIMIT):
+                await self.blobs.delete_many(keys[start : start + DELETE_MANY_LIMIT])
+        except GatewayError:
+            log.warning("deleted %s/%s but its renditions stay for reconcile", collection, image_id)
+
+    async def download_url(self, collection: str, image_id: str, *, scope: Scope = EVERYONE) -> str:
+        # The record is read every time, so a deleted image is a 404 on every replica at once;
+        # only the signature over what it names (key, type, file name) is reused.
+        record = scope.check(await self.meta.get(collection, image_id))
+        link = (record.path, record.content_type, record.image)
+        url = self.links.get(link)
+        if url is None:
+            url = await self.blobs.presign(
+                record.path, ttl=self.config.storage.presign_ttl_seconds, content_type=record.content_type, filename=record.image
+            )
+            self.links.put(link, url)
+        return url
 
     async def collections(self) -> list[str]:
         return await self.meta.collections()
@@ -279,10 +414,12 @@ class ImageService:
     async def collection_stats(self, collection: str) -> CollectionStats:
         return await self.meta.collection_stats(collection)
 
-    async def drop_collection(self, collection: str) -> dict[str, int]:
+    async def drop_collection(self, collection: str, *, scope: Scope = EVERYONE) -> dict[str, int]:
         """Records first, then objects under the collection's prefix, then the registry entry.
         The collection is marked first, so uploads into it are refused and a drop that stops
         half way resumes on the next call."""
+        scope.whole_collection("deleting")
+        self.generations.discard(collection)
         if not await self.meta.begin_drop(collection):
             raise NotFound("no collection with that name", code="collection_not_found")
         records = await self.meta.delete_records(collection)
@@ -290,7 +427,7 @@ class ImageService:
         batch: list[str] = []
         async for blob in self.blobs.list(collection_prefix(collection)):
             batch.append(blob.key)
-            if len(batch) == _DELETE_BATCH:
+            if len(batch) == DELETE_MANY_LIMIT:
                 await self.blobs.delete_many(batch)
                 objects += len(batch)
                 batch = []

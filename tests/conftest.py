@@ -1,14 +1,15 @@
 """Fixtures for the three tiers: embedded (filesystem + SQLite), S3 on moto's HTTP server, and the
 real peers (MinIO and FerretDB built by `make peers`), all on free loopback ports.
 
-Apps are built with the same factory as production, from a config dict. Real-peer tests skip
-when the binaries are absent, unless GATEWAY_REQUIRE_PEERS=1 (set by .ci/run) makes that a failure.
+Apps are built with the same factory as production, from a config dict (`tests/helpers.py`
+builds them; tests import from there, never from here). Real-peer tests skip when the binaries
+are absent, unless GATEWAY_REQUIRE_PEERS=1 (set by .ci/run) makes that a failure. The terminal
+summary ends with what the counting suites sent and which tests were skipped, and why.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -18,22 +19,16 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.config import Config, load_config
-from gateway.metadata import open_metadata_store
-from gateway.metadata.base import MetadataStore
+from gateway.config import Config
+from gateway.metadata import open_metadata, open_metadata_store
+from gateway.metadata.base import EventLog, MetadataStore
 from gateway.storage import open_blob_store
 from gateway.storage.base import BlobStore
 from tests import peers
-
-REQUIRE_PEERS = os.environ.get("GATEWAY_REQUIRE_PEERS", "") not in ("", "0", "false")
-MOTO_CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
-
-
-def _missing_peer(name: str) -> None:
-    message = f"{name} is not built: run `make peers` (real-peer tier)"
-    if REQUIRE_PEERS:
-        pytest.fail(message + "; GATEWAY_REQUIRE_PEERS=1 forbids skipping", pytrace=False)
-    pytest.skip(message)
+from tests.helpers import (
+    APP_BACKENDS, METADATA_BACKENDS, STORAGE_BACKENDS, app_overrides, make_config, metadata_overrides, missing_peer,
+    storage_overrides,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +45,7 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.MinioServer]:
     if peers.peer_binary("minio") is None:
-        _missing_peer("minio")
+        missing_peer("minio")
     with peers.MinioServer(tmp_path_factory.mktemp("minio")) as server:
         yield server
 
@@ -58,79 +53,9 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.MinioServe
 @pytest.fixture(scope="session")
 def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.FerretDBServer]:
     if peers.peer_binary("ferretdb") is None:
-        _missing_peer("ferretdb")
+        missing_peer("ferretdb")
     with peers.FerretDBServer(tmp_path_factory.mktemp("ferretdb")) as server:
         yield server
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def s3_overrides(endpoint: str, access_key: str, secret_key: str) -> dict[str, Any]:
-    return {
-        "storage": {
-            "backend": "s3",
-            "s3": {"endpoint_url": endpoint, "bucket": unique("test"), "access_key_id": access_key, "secret_access_key": secret_key},
-        }
-    }
-
-
-def mongo_overrides(url: str) -> dict[str, Any]:
-    return {"metadata": {"backend": "mongodb", "mongodb_url": url, "mongodb_db": unique("db").replace("-", "_")}}
-
-
-def merge(*trees: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for tree in trees:
-        for key, value in tree.items():
-            if isinstance(value, dict) and isinstance(result.get(key), dict):
-                result[key] = merge(result[key], value)
-            else:
-                result[key] = value
-    return result
-
-
-def make_config(tmp_path: Path, *trees: dict[str, Any]) -> Config:
-    return load_config(environ={}, overrides=merge({"data_dir": str(tmp_path / "data")}, *trees))
-
-
-# --- backend selection ----------------------------------------------------------------------
-
-STORAGE_BACKENDS = [
-    pytest.param("filesystem", marks=pytest.mark.embedded),
-    pytest.param("moto", marks=pytest.mark.moto),
-    pytest.param("minio", marks=pytest.mark.peers),
-]
-METADATA_BACKENDS = [
-    pytest.param("sqlite", marks=pytest.mark.embedded),
-    pytest.param("ferretdb", marks=pytest.mark.peers),
-]
-APP_BACKENDS = [
-    pytest.param("embedded", marks=pytest.mark.embedded),
-    pytest.param("minio+ferretdb", marks=pytest.mark.peers),
-]
-
-
-def storage_overrides(request: pytest.FixtureRequest, backend: str) -> dict[str, Any]:
-    if backend == "moto":
-        return s3_overrides(request.getfixturevalue("moto_endpoint"), "testing", "testing")
-    if backend == "minio":
-        server = request.getfixturevalue("minio")
-        return s3_overrides(server.endpoint, server.access_key, server.secret_key)
-    return {}
-
-
-def metadata_overrides(request: pytest.FixtureRequest, backend: str) -> dict[str, Any]:
-    if backend == "ferretdb":
-        return mongo_overrides(request.getfixturevalue("ferretdb").url)
-    return {}
-
-
-def app_overrides(request: pytest.FixtureRequest, backend: str) -> dict[str, Any]:
-    if backend == "minio+ferretdb":
-        return merge(storage_overrides(request, "minio"), metadata_overrides(request, "ferretdb"))
-    return {}
 
 
 @pytest.fixture(params=STORAGE_BACKENDS)
@@ -145,6 +70,19 @@ async def metadata_store(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
     config = make_config(tmp_path, metadata_overrides(request, request.param))
     async with open_metadata_store(config) as store:
         yield store
+
+
+@pytest.fixture(params=METADATA_BACKENDS)
+def metadata_config(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
+    """The configuration of one metadata backend, for tests that open it more than once."""
+    return make_config(tmp_path, metadata_overrides(request, request.param))
+
+
+@pytest.fixture
+async def event_log(metadata_config: Config) -> AsyncIterator[EventLog]:
+    """The event log as the app opens it: together with the metadata store, on one connection."""
+    async with open_metadata(metadata_config) as (_store, log):
+        yield log
 
 
 @pytest.fixture(params=APP_BACKENDS)
@@ -173,3 +111,35 @@ async def make_client(aiohttp_client: Any, tmp_path: Path) -> Any:
 async def stack() -> AsyncIterator[AsyncExitStack]:
     async with AsyncExitStack() as exit_stack:
         yield exit_stack
+
+
+# --- the summary ---------------------------------------------------------------------------------
+
+# Suites that count what they sent record each answer's status with `record_property(name,
+# status)`. Added up from the reports, the count is what ran: under `-k`, or split across
+# processes, too.
+TALLIES = {"bad_input_status": "bad-input suite: {} cases run", "fuzzed_status": "schemathesis: {} fuzzed requests"}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    statuses: dict[str, list[int]] = {name: [] for name in TALLIES}
+    skipped: Counter[str] = Counter()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) == "call":
+                for name, value in report.user_properties:
+                    if name in statuses:
+                        statuses[name].append(value)
+            if getattr(report, "skipped", False) and not hasattr(report, "wasxfail") and isinstance(report.longrepr, tuple):
+                skipped[report.longrepr[2].removeprefix("Skipped: ")] += 1
+    lines = []
+    for name, label in TALLIES.items():
+        if statuses[name]:
+            errors = sum(status >= 500 for status in statuses[name])
+            lines.append(f"{label.format(len(statuses[name]))}, {errors or 'zero'} 5xx")
+    for reason, count in skipped.most_common():
+        lines.append(f"{count} {'test' if count == 1 else 'tests'} skipped: {reason}")
+    if lines:
+        terminalreporter.write_sep("-", "what ran")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,5 +1,6 @@
 """A real browser (Debian's Chromium, driven by Playwright without a browser download) follows a
-gateway download link to MinIO and decodes the image, then finds the object in the MinIO console.
+gateway download link to MinIO and decodes the image, then finds the object in the MinIO console;
+and it uses the API docs (Swagger UI at /docs) under the page's CSP, "Try it out" included.
 
 Screenshots go to test-artifacts/ (git-ignored). Chromium comes from `make browser`; without it
 the test skips, or fails under GATEWAY_REQUIRE_PEERS=1 as the peers do.
@@ -17,10 +18,8 @@ from gateway.app import create_app
 from gateway.keys import CONFIG
 from tests import peers
 from tests.api.test_collections import upload
-from tests.conftest import REQUIRE_PEERS, make_config, s3_overrides
-from tests.helpers import jpeg
+from tests.helpers import REQUIRE_PEERS, jpeg, make_config, s3_overrides
 
-pytestmark = pytest.mark.peers
 CHROMIUM = Path(os.environ.get("GATEWAY_CHROMIUM", "/usr/bin/chromium"))
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -52,6 +51,7 @@ async def browser() -> Any:
             await launched.close()
 
 
+@pytest.mark.peers
 async def test_browser_opens_a_download_link_and_finds_the_object_in_the_console(
     browser: Any, minio: peers.MinioServer, aiohttp_client: Any, tmp_path: Path
 ) -> None:
@@ -88,3 +88,33 @@ async def test_browser_opens_a_download_link_and_finds_the_object_in_the_console
     shown = await page.inner_text("body")
     assert f"{bucket}/gallery/{name}" in shown
     assert "Content-Type" in shown and "image/jpeg" in shown
+
+
+async def test_the_docs_page_lists_the_operations_and_tries_one_out(browser: Any, client: Any) -> None:
+    await upload(client, "gallery", jpeg((40, 30), seed=4), filename="a.jpg")
+    page = await browser.new_page(viewport={"width": 1280, "height": 1600})
+    # Anything the page's CSP blocks (an inline script or style, a request elsewhere) is reported here.
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("response", lambda answer: problems.append(f"{answer.status} {answer.url}") if answer.status >= 400 else None)
+    response = await page.goto(str(client.make_url("/docs")))
+    assert response is not None and response.status == 200
+
+    await page.locator(".opblock").first.wait_for(timeout=20_000)
+    paths = await page.locator(".opblock-summary-path").evaluate_all("nodes => nodes.map(n => n.dataset.path)")
+    doc = await (await client.get("/openapi.json")).json()
+    assert sorted(paths) == sorted(p for p, methods in doc["paths"].items() for _ in methods)
+    # Aliases are not operations of their own; they are named on their main route.
+    assert "/collections/{collection}/documents" not in paths and "/v1/images/" not in paths
+
+    listing = page.locator("#operations-collections-get_collections")
+    await listing.locator(".opblock-summary-control").click()
+    await listing.locator("button.try-out__btn").click()
+    await listing.locator("button.execute").click()
+    status = listing.locator(".live-responses-table tr.response .response-col_status").first
+    await status.wait_for(timeout=20_000)
+    assert (await status.inner_text()).strip() == "200"
+    assert '"gallery"' in await listing.locator(".live-responses-table tr.response .response-col_description").first.inner_text()
+    await page.screenshot(path=str(ARTIFACTS / "docs-try-it-out.png"), full_page=False)
+    assert problems == []

@@ -110,6 +110,10 @@ SAMPLES: dict[str, tuple[str, Any, dict[str, str]]] = {
     "PUBLIC_COLLECTIONS": ("public, demo-*", ("public", "demo-*"), {}),
     "AUTH_SCOPE": ("user", "user", {}),
     "CORS_ALLOWED_ORIGINS": ("https://app.example", ("https://app.example",), {}),
+    "RENDITION_FREE_SIZES": ("false", False, {}),
+    "RENDITION_MAX_DIMENSION": ("1024", 1024, {}),
+    "RENDITION_WORKERS": ("4", 4, {}),
+    "RENDITION_QUEUE_SIZE": ("64", 64, {}),
 }
 
 
@@ -178,6 +182,42 @@ def test_use_authentication_on(raw: str) -> None:
 
 def test_authentication_on_requires_an_identification_url() -> None:
     assert config_error({"USE_AUTHENTICATION": "1"}, YAML).startswith("auth.identification_url:")
+
+
+# Every boolean but USE_AUTHENTICATION is strict: a typo must not land on the unsafe side.
+TRUE_WORDS = ["true", "1", "yes", "on", "TRUE", "Yes", "ON", " true "]
+FALSE_WORDS = ["false", "0", "no", "off", "FALSE", "No", "Off", " 0 "]
+NOT_BOOLEANS = ["nope", "", "2", "enabled", "y", "t", "truee", "-1", "1.0"]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(w, True) for w in TRUE_WORDS] + [(w, False) for w in FALSE_WORDS])
+def test_trust_forwarded_headers_reads_the_usual_words(raw: str, expected: bool) -> None:
+    assert load_config(YAML, environ={"TRUST_FORWARDED_HEADERS": raw}).server.trust_forwarded_headers is expected
+
+
+@pytest.mark.parametrize("raw", NOT_BOOLEANS)
+def test_trust_forwarded_headers_refuses_anything_else(raw: str) -> None:
+    message = config_error({"TRUST_FORWARDED_HEADERS": raw}, YAML)
+    assert message.startswith("server.trust_forwarded_headers:") and repr(raw) in message
+
+
+@pytest.mark.parametrize(("value", "expected"), [("true", True), ("false", False), ("1", True), ("0", False), ('"yes"', True), ('"off"', False), ('"0"', False)])
+def test_yaml_booleans_given_as_booleans_numbers_or_strings(tmp_path: Path, value: str, expected: bool) -> None:
+    path = write(tmp_path, f"server:\n  trust_forwarded_headers: {value}\n")
+    assert load_config(path, environ={}).server.trust_forwarded_headers is expected
+
+
+@pytest.mark.parametrize("value", ['"nope"', "2", "[true]", "{a: 1}", '""', "1.5"])
+def test_yaml_booleans_refuse_anything_else(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"server:\n  trust_forwarded_headers: {value}\n")
+    assert config_error(path=path).startswith("server.trust_forwarded_headers:")
+
+
+@pytest.mark.parametrize("value", ['"anything"', '"nope"'])
+def test_auth_enabled_in_yaml_is_strict_too(tmp_path: Path, value: str) -> None:
+    # Seed 001's "any value" is about its environment variable, not the YAML key.
+    path = write(tmp_path, f"auth:\n  enabled: {value}\n")
+    assert config_error(path=path).startswith("auth.enabled:")
 
 
 # --- bad values ----------------------------------------------------------------------------------

@@ -21,8 +21,7 @@ import pytest
 import yaml
 
 from tests import peers
-from tests.conftest import unique
-from tests.helpers import png
+from tests.helpers import png, unique
 
 pytestmark = pytest.mark.peers
 

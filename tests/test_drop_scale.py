@@ -12,9 +12,8 @@ import pytest
 from gateway.metadata import open_metadata_store
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
-from tests.conftest import make_config, storage_overrides
+from tests.helpers import make_config, png, storage_overrides
 from tests.faults import object_keys
-from tests.helpers import png
 
 OBJECTS = 1105
 

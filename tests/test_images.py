@@ -267,3 +267,57 @@ def test_configured_pixel_limit_above_pillows_own_is_honoured() -> None:
     inspector.feed(png_header_claiming(20_000, 15_000))
     info = inspector.finish()
     assert (info.width, info.height) == (20_000, 15_000)
+
+
+# --- AVIF and HEIC -------------------------------------------------------------------------------
+
+
+def _iso_bmff(fmt: str, size: tuple[int, int] = (203, 151), **save: object) -> bytes:
+    import pillow_heif
+
+    rng = random.Random(f"{fmt}{size}")
+    image = Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3))
+    buffer = io.BytesIO()
+    if fmt == "avif":
+        image.save(buffer, "AVIF", **save)
+    else:
+        pillow_heif.from_pillow(image).save(buffer, **save)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("chunk", CHUNKINGS)
+@pytest.mark.parametrize(("fmt", "name", "content_type"), [("avif", "AVIF", "image/avif"), ("heic", "HEIF", "image/heic")])
+def test_avif_and_heic_identified_however_chunked(fmt: str, name: str, content_type: str, chunk: int | None) -> None:
+    data = _iso_bmff(fmt)
+    info = inspect(data, chunk)
+    assert (info.format.name, info.format.content_type, info.format.extension, info.width, info.height) == (name, content_type, fmt, 203, 151)
+
+
+@pytest.mark.parametrize("fmt", ["avif", "heic"])
+def test_avif_and_heic_identified_from_the_first_4_kib(fmt: str) -> None:
+    data = _iso_bmff(fmt, (640, 480))
+    assert len(data) > 16 * 1024
+    inspector = ImageInspector(LIMIT)
+    for piece in chunks(data[:4096], 512):
+        inspector.feed(piece)
+    assert inspector.info is not None and (inspector.info.width, inspector.info.height) == (640, 480)
+
+
+@pytest.mark.parametrize("fmt", ["avif", "heic"])
+def test_truncated_avif_and_heic_refused(fmt: str) -> None:
+    data = _iso_bmff(fmt)
+    with pytest.raises(Invalid):
+        inspect(data[: len(data) - 100], 4096)
+
+
+def test_avif_alpha_plane_does_not_change_the_size() -> None:
+    image = Image.new("RGBA", (120, 80), (255, 0, 0, 128))
+    buffer = io.BytesIO()
+    image.save(buffer, "AVIF")
+    info = inspect(buffer.getvalue())
+    assert (info.width, info.height) == (120, 80)
+
+
+def test_avif_over_the_pixel_limit_refused_from_its_header() -> None:
+    with pytest.raises(TooLarge):
+        inspect(_iso_bmff("avif", (300, 200)), 1024, max_pixels=300 * 200 - 1)

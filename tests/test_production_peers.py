@@ -17,9 +17,8 @@ from gateway.app import create_app
 from gateway.keys import CONFIG
 from tests import peers
 from tests.api.test_collections import upload
-from tests.conftest import _missing_peer, make_config, merge, mongo_overrides, s3_overrides, unique
-from tests.helpers import jpeg
-from tests.test_workers import healthy, start_server, wait_for
+from tests.helpers import jpeg, make_config, merge, missing_peer, mongo_overrides, s3_overrides, unique
+from tests.processes import healthy, start_server
 
 pytestmark = pytest.mark.peers
 
@@ -47,7 +46,7 @@ async def ready(client: Any) -> tuple[int, dict[str, Any]]:
 @pytest.fixture
 def own_minio(tmp_path: Path) -> Iterator[peers.MinioServer]:
     if peers.peer_binary("minio") is None:
-        _missing_peer("minio")
+        missing_peer("minio")
     with peers.MinioServer(tmp_path / "minio", browser=False) as server:
         yield server
 
@@ -87,9 +86,9 @@ def two_gateways(minio: peers.MinioServer, ferretdb: peers.FerretDBServer, tmp_p
     urls = []
     try:
         for name in ("a", "b"):
-            proc, port = start_server(tmp_path / name, tmp_path / f"{name}.log", extra_env=env)
+            proc, port = start_server(tmp_path / name, log=tmp_path / f"{name}.log", extra_env=env)
             procs.append(proc)
-            wait_for(lambda: healthy(port), 30, f"gateway {name}")
+            assert healthy(port), f"gateway {name}"
             urls.append(f"http://127.0.0.1:{port}")
         yield urls
     finally:
@@ -140,7 +139,7 @@ async def test_two_gateway_processes_serve_each_others_uploads_and_events(two_ga
 @pytest.fixture(scope="module")
 def distributed_minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.DistributedMinio]:
     if peers.peer_binary("minio") is None:
-        _missing_peer("minio")
+        missing_peer("minio")
     with peers.DistributedMinio(tmp_path_factory.mktemp("dist"), nodes=4) as pool:
         yield pool
 

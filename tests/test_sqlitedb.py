@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.events import SqliteEventLog
+from gateway.metadata.sqlite_events import SqliteEventLog
 from gateway.metadata.sqlite import SqliteMetadataStore
 
 pytestmark = pytest.mark.embedded

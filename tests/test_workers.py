@@ -1,70 +1,25 @@
 """`gateway serve --workers 2` as a real process tree: a SIGTERM in the middle of an upload lets
-that upload finish and be stored, and the port refuses new connections afterwards."""
+that upload finish and be stored, and the port refuses new connections afterwards; open event
+feeds are closed at once rather than waited for."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
-import selectors
 import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from gateway.app import create_app
-from gateway.config import ENVIRONMENT
-from tests.conftest import make_config
-from tests.helpers import png
+from tests.helpers import make_config, png
+from tests.processes import healthy, start_server, stop, wait_for_log
 
 pytestmark = pytest.mark.embedded
-REPO = Path(__file__).resolve().parent.parent
 BOUNDARY = "gatewayboundary"
-
-
-def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            proc.kill()
-            raise AssertionError(f"no output within {timeout}s")
-    return proc.stdout.readline().decode()
-
-
-def start_server(data_dir: Path, log: Path, *args: str, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    """`python -m gateway serve` on a free port, configured by the environment like a container."""
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT and k != "GATEWAY_CONFIG"}
-    env.update({"DATA_DIR": str(data_dir), "LOG_FORMAT": "json", "APP_HOST": "127.0.0.1", **(extra_env or {})})
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--port", "0", *args],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr,
-        )  # fmt: skip
-    line = read_line(proc, 30)
-    assert "serving on http://127.0.0.1:" in line, line
-    port = int(line.split("http://127.0.0.1:")[1].split()[0])
-    return proc, port
-
-
-def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not within {timeout}s"
-        time.sleep(0.05)
 
 
 def refused(port: int) -> bool:
@@ -101,10 +56,12 @@ def read_response(sock: socket.socket) -> tuple[int, bytes]:
 
 async def test_sigterm_mid_upload_finishes_it_and_refuses_new_connections(tmp_path: Path, aiohttp_client: Any) -> None:
     data_dir = tmp_path / "data"
-    log = tmp_path / "gateway.log"
-    proc, port = start_server(data_dir, log, "--workers", "2")
+    proc, port = start_server(data_dir, "--workers", "2")
+    seen: list[str] = []
     try:
-        wait_for(lambda: healthy(port), 30, "/health: " + log.read_text())
+        # Each worker says so once it accepts and handles SIGTERM.
+        wait_for_log(proc, r"worker \d+ serving", 2, seen)
+        assert healthy(port)
         image = png((64, 48), seed=5)
         body = multipart(image)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -118,23 +75,18 @@ async def test_sigterm_mid_upload_finishes_it_and_refuses_new_connections(tmp_pa
             # aiohttp answers 100 Continue once the request is routed into the app: it is in flight.
             assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
             proc.send_signal(signal.SIGTERM)
-            wait_for(lambda: refused(port), 15, "new connections refused")
+            wait_for_log(proc, "stopped accepting connections; .*", 2, seen)
+            assert refused(port)
             sock.sendall(body)
             try:
                 status, answer = read_response(sock)
             except TimeoutError:
-                proc.kill()
-                raise AssertionError(log.read_text())
+                raise AssertionError(stop(proc, seen))
         assert status == 200, answer
         doc = json.loads(answer)
         assert proc.wait(timeout=30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
-    stderr = log.read_text()
+        stderr = stop(proc, seen)
     access = [json.loads(line) for line in stderr.splitlines() if line.startswith("{") and '"gateway.access"' in line]
     assert any(entry["route"] == "/collections/{collection}/images" and entry["status"] == 200 for entry in access), stderr
 
@@ -147,9 +99,28 @@ async def test_sigterm_mid_upload_finishes_it_and_refuses_new_connections(tmp_pa
 
 
 def test_workers_argument_is_validated() -> None:
-    from gateway.cli.workers import worker_count
+    from gateway.cli.serve import worker_count
 
     assert worker_count("auto") >= 1 and worker_count("3") == 3
     for bad in ("0", "-1", "many"):
         with pytest.raises(Exception, match="worker|number"):
             worker_count(bad)
+
+
+async def test_sigterm_closes_open_feeds_without_waiting_for_them(tmp_path: Path) -> None:
+    proc, port = start_server(tmp_path / "data", "--workers", "2")
+    seen: list[str] = []
+    try:
+        # Each worker says so once it accepts and handles SIGTERM.
+        wait_for_log(proc, r"worker \d+ serving", 2, seen)
+        assert healthy(port)
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"http://127.0.0.1:{port}/events")
+            assert (await ws.receive_json(timeout=30))["event"] == "subscribed"
+            proc.send_signal(signal.SIGTERM)
+            message = await ws.receive(timeout=30)
+            assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.GOING_AWAY)
+        # Well inside the 30 s drain timeout, which a feed counted as in flight would use up.
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        stop(proc, seen)

@@ -5,13 +5,10 @@ Handlers parse and validate, call the service, and shape the answer; nothing her
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, MultipartReader, web
-from aiohttp.multipart import BadContentDispositionHeader
+from aiohttp import BodyPartReader, web
 
 from gateway import __version__
 from gateway.api.common import (
@@ -19,28 +16,53 @@ from gateway.api.common import (
     document,
     etag,
     if_match_version,
-    iso,
+    multipart,
+    next_part,
+    part_chunks,
     read_json_object,
     redirect_to_object,
-    within,
+    scope,
     service,
+    within,
 )
+from gateway.api.openapi import IF_MATCH, LIST_PARAMS, REDIRECT, RENDITION_PARAMS, image_ok, json_answer, operation, query_param, ref
 from gateway.errors import Invalid, TooLarge, Unsupported
-from gateway.keys import BLOBS, CONFIG, METADATA, OWNER_SCOPE, USER_ID
+from gateway.keys import BLOBS, CONFIG, METADATA, USER_ID
 from gateway.api.compat import parse_projection, project
 from gateway.api.params import SKIP_NAMES, list_query, next_cursor, no_query, parse_json
-from gateway.metadata.query import owned_by
+from gateway.metadata.base import iso_time
 from gateway.names import collection_name, image_id
+from gateway.jsoncodec import json_response
 
 IMAGE_FIELDS = ("image", "file")
 JSON_FIELDS = ("json", "json_properties", "properties_json")
-_PART_CHUNK = 256 * 1024
+TAG = "collections"
+
+_MULTIPART = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {
+                    "image": {"type": "string", "contentMediaType": "application/octet-stream", "description": "the image: JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF or HEIC/HEIF"},
+                    "dedupe": {"type": "string", "enum": ["true", "false", "1", "0"], "description": "as the dedupe query parameter"},
+                    "json": {"type": "string", "description": "a JSON object of typed properties"},
+                },
+                "additionalProperties": {"type": "string", "description": "a string property"},
+            }
+        }
+    },
+}
+_PROPERTIES_BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
+@operation("Service name, version and limits", tag="service", ok={"200": json_answer("service information", {"type": "object"})}, public=True)
 async def app_info(request: web.Request) -> web.Response:
     no_query(request.query)
     config = request.app[CONFIG]
-    return web.json_response(
+    return json_response(
         {
             "name": "image-gateway",
             "version": __version__,
@@ -56,35 +78,33 @@ async def app_info(request: web.Request) -> web.Response:
     )
 
 
+@operation("List collection names", tag=TAG, ok={"200": json_answer("names", {"type": "array", "items": {"type": "string"}})}, errors=(503,))
 async def list_collections(request: web.Request) -> web.Response:
     no_query(request.query)
-    return web.json_response(await service(request).collections())
+    return json_response(await service(request).collections())
 
 
+@operation("Collection statistics", tag=TAG, ok={"200": json_answer("counts", {"type": "object"})}, errors=(404, 503))
 async def get_collection(request: web.Request) -> web.Response:
     no_query(request.query)
     stats = await service(request).collection_stats(collection_name(request.match_info["collection"]))
-    return web.json_response(
+    return json_response(
         {
             "name": stats.name,
             "documents": stats.documents,
             "bytes": stats.bytes,
-            "created_at": iso(stats.created_at),
-            "updated_at": iso(stats.updated_at),
+            "created_at": iso_time(stats.created_at),
+            "updated_at": iso_time(stats.updated_at),
         }
     )
 
 
+@operation("Delete a collection with its images", tag=TAG, ok={"200": json_answer("what was deleted", {"type": "object"})}, errors=(404, 409, 503))
 async def delete_collection(request: web.Request) -> web.Response:
     no_query(request.query)
     name = collection_name(request.match_info["collection"])
-    deleted = await service(request).drop_collection(name)
-    return web.json_response({"collection": name, "deleted": deleted})
-
-
-async def _part_chunks(part: BodyPartReader, idle: float) -> AsyncIterator[bytes]:
-    while chunk := await within(idle, part.read_chunk(_PART_CHUNK)):
-        yield chunk
+    deleted = await service(request).drop_collection(name, scope=scope(request))
+    return json_response({"collection": name, "deleted": deleted})
 
 
 async def _field_text(part: BodyPartReader, max_bytes: int, idle: float) -> str:
@@ -110,28 +130,11 @@ def _client_filename(raw: str | None) -> str | None:
         return raw
 
 
-async def _next_part(reader: MultipartReader, idle: float) -> BodyPartReader | None:
-    try:
-        part = await within(idle, reader.next())
-    except (ValueError, AssertionError, RuntimeError, BadContentDispositionHeader) as exc:
-        # (The warning arrives as an exception where warnings are errors, as in the tests.)
-        raise Invalid(f"the multipart body is malformed ({exc.__class__.__name__})", code="invalid_multipart") from None
-    if part is None:
-        return None
-    if not isinstance(part, BodyPartReader):
-        raise Invalid("nested multipart bodies are not supported", code="invalid_multipart")
-    # aiohttp only warns about a broken Content-Disposition (a raw CR/LF in a file name ends its
-    # line) and goes on without the name; such a part is refused instead. The names are parsed
-    # (and cached) here, synchronously, so the warning filter never spans an await.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", BadContentDispositionHeader)
-        try:
-            part.name, part.filename  # noqa: B018 - parsed for their warnings
-        except BadContentDispositionHeader:
-            raise Invalid("the multipart body is malformed (BadContentDispositionHeader)", code="invalid_multipart") from None
-    return part
-
-
+@operation(
+    "Upload an image (multipart)", tag=TAG, ok=image_ok("the stored image, or with `duplicate: true` the one already holding these bytes (dedupe)"),
+    errors=(409, 413, 415, 503), body=_MULTIPART,
+    parameters=(query_param("dedupe", {"type": "boolean"}, "answer an image with the same bytes instead of storing a copy (also a form field)"),),
+)
 async def upload_image(request: web.Request) -> web.Response:
     no_query(request.query, allowed=("dedupe",))
     dedupe = _flag(request.query.get("dedupe", "false"), "dedupe")
@@ -139,17 +142,14 @@ async def upload_image(request: web.Request) -> web.Response:
     if request.content_type != "multipart/form-data":
         raise Unsupported("uploads are multipart/form-data with the file in the field 'image'", code="expected_multipart")
     limits = request.app[CONFIG].limits
-    try:
-        reader = await request.multipart()
-    except ValueError:  # no boundary in the Content-Type
-        raise Invalid("the multipart body has no boundary", code="invalid_multipart") from None
+    reader = await multipart(request)
     fields: dict[str, Any] = {}
     typed: dict[str, Any] = {}
     async with service(request).upload(collection, owner=request.get(USER_ID)) as upload:
-        while (part := await _next_part(reader, limits.body_idle_timeout_seconds)) is not None:
+        while (part := await next_part(reader, limits.body_idle_timeout_seconds)) is not None:
             name = part.name or ""
             if name in IMAGE_FIELDS and (part.filename is not None or not upload.has_image):
-                await upload.put_image(_part_chunks(part, limits.body_idle_timeout_seconds), _client_filename(part.filename))
+                await upload.put_image(part_chunks(part, limits.body_idle_timeout_seconds), _client_filename(part.filename))
             elif part.filename is not None:
                 raise Invalid(f"unexpected file in field {name!r}; the image goes in 'image'", code="unexpected_file")
             elif name == "dedupe":
@@ -167,10 +167,10 @@ async def upload_image(request: web.Request) -> web.Response:
             raise Invalid("the upload has no file in the field 'image'", code="missing_image")
         if dedupe and (existing := await upload.existing_copy()) is not None:
             # Not committed: leaving the block removes the copy just stored.
-            return web.json_response({**document(request, existing), "duplicate": True}, headers={"ETag": etag(existing)})
+            return json_response({**document(request, existing), "duplicate": True}, headers={"ETag": etag(existing)})
         # Plain fields are string properties; a JSON field supplies typed ones and wins.
         record = await upload.commit({**fields, **typed})
-    return web.json_response(document(request, record), headers={"ETag": etag(record)})
+    return json_response(document(request, record), headers={"ETag": etag(record)})
 
 
 def _flag(raw: str, name: str) -> bool:
@@ -179,12 +179,17 @@ def _flag(raw: str, name: str) -> bool:
     return raw in ("true", "1")
 
 
+@operation(
+    "List images, newest first", tag=TAG, ok={"200": json_answer("one page of images", {"type": "array", "items": ref("Image")})},
+    errors=(404, 503), parameters=LIST_PARAMS,
+)
 async def list_images(request: web.Request) -> web.Response:
     collection = collection_name(request.match_info["collection"])
     projection = parse_projection(request.query)
-    query = owned_by(list_query(request.query, extra=("fields", "select")), request.get(OWNER_SCOPE))
-    # Counting is cheap on the (collection) index alone; with conditions it is a scan.
-    page = await service(request).find(collection, query, with_total=not query.conditions)
+    query = list_query(request.query, extra=("fields", "select"))
+    caller = scope(request)
+    # Counting is cheap on the (collection) index alone; with conditions (an owner's too) it is a scan.
+    page = await service(request).find(collection, query, with_total=not query.conditions and caller.owner is None, scope=caller)
     headers = {}
     if page.total is not None:
         headers["X-Total-Count"] = str(page.total)
@@ -194,7 +199,7 @@ async def list_images(request: web.Request) -> web.Response:
         params["cursor"] = next_cursor(query, last)
         headers["Link"] = f'<{absolute(request, request.path, params)}>; rel="next"'
     docs = [document(request, r) for r in page.records]
-    return web.json_response(docs if projection is None else [project(d, projection) for d in docs], headers=headers)
+    return json_response(docs if projection is None else [project(d, projection) for d in docs], headers=headers)
 
 
 def _target(request: web.Request) -> tuple[str, str]:
@@ -203,59 +208,41 @@ def _target(request: web.Request) -> tuple[str, str]:
 
 # Reads of one image and downloads ignore query parameters: browsers, CDNs and cache-busting
 # `<img src="...?v=2">` add them, and no parameter changes what these answer.
+@operation("One image's document", tag=TAG, ok=image_ok(), errors=(404, 503))
 async def get_image(request: web.Request) -> web.Response:
-    record = await service(request).get(*_target(request))
-    return web.json_response(document(request, record), headers={"ETag": etag(record)})
+    record = await service(request).get(*_target(request), scope=scope(request))
+    return json_response(document(request, record), headers={"ETag": etag(record)})
 
 
-async def _update_properties(request: web.Request, method: str) -> web.Response:
+async def _update_properties(request: web.Request, update: Any) -> web.Response:
     no_query(request.query)
     collection, ident = _target(request)
     body = await read_json_object(request, request.app[CONFIG].limits.max_properties_bytes, "the body")
-    update = getattr(service(request), method)
-    record = await update(collection, ident, body, if_version=if_match_version(request, ident))
-    return web.json_response(document(request, record), headers={"ETag": etag(record)})
+    record = await update(collection, ident, body, if_version=if_match_version(request, ident), scope=scope(request))
+    return json_response(document(request, record), headers={"ETag": etag(record)})
 
 
+@operation("Replace the properties", tag=TAG, ok=image_ok(), errors=(404, 409, 412, 413, 503), parameters=(IF_MATCH,), body=_PROPERTIES_BODY)
 async def replace_properties(request: web.Request) -> web.Response:
-    return await _update_properties(request, "replace_properties")
+    return await _update_properties(request, service(request).replace_properties)
 
 
+@operation("Merge-patch the properties (RFC 7386)", tag=TAG, ok=image_ok(), errors=(404, 409, 412, 413, 503), parameters=(IF_MATCH,), body=_PROPERTIES_BODY)
 async def patch_properties(request: web.Request) -> web.Response:
     """JSON Merge Patch (RFC 7386) of the properties."""
-    return await _update_properties(request, "patch_properties")
+    return await _update_properties(request, service(request).patch_properties)
 
 
+@operation("Delete an image", tag=TAG, ok={"200": json_answer("the deleted image's id", {"type": "object"})}, errors=(404, 503))
 async def delete_image(request: web.Request) -> web.Response:
     no_query(request.query)
     collection, ident = _target(request)
-    await service(request).delete(collection, ident)
-    return web.json_response({"collection": collection, "id": ident, "deleted": True})
+    await service(request).delete(collection, ident, scope=scope(request))
+    return json_response({"collection": collection, "id": ident, "deleted": True})
 
 
+@operation("Download (redirect), or a rendition of the image", tag=TAG, ok=REDIRECT, errors=(400, 404, 413, 503), parameters=RENDITION_PARAMS)
 async def download(request: web.Request) -> web.Response:
+    # A query with rendition parameters is the rendition's (checked strictly); any other is
+    # ignored, as for reads of the document.
     return await redirect_to_object(request, *_target(request))
-
-
-def routes() -> list[web.RouteDef]:
-    table = [
-        web.get("/", app_info),
-        web.get("/collections", list_collections),
-        web.get("/collections/{collection}", get_collection),
-        web.delete("/collections/{collection}", delete_collection),
-    ]
-    # The original service answered under /images, /documents and /items alike.
-    for noun in ("images", "documents", "items"):
-        base = f"/collections/{{collection}}/{noun}"
-        table += [
-            web.get(base, list_images),
-            web.post(base, upload_image),
-            web.get(base + "/{image_id}", get_image),
-            web.get(base + "/{image_id}/info", get_image),
-            web.put(base + "/{image_id}", replace_properties),
-            web.patch(base + "/{image_id}", patch_properties),
-            web.delete(base + "/{image_id}", delete_image),
-            web.get(base + "/{image_id}/image", download),
-            web.get(base + "/{image_id}/file", download),
-        ]
-    return table

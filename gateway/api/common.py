@@ -1,4 +1,5 @@
-"""Shapes shared by both seed APIs: the image document, absolute URLs, bounded body reading."""
+"""Shapes shared by both seed APIs: the image document, absolute URLs, bounded body and
+multipart reading, the caller's scope."""
 
 from __future__ import annotations
 
@@ -6,29 +7,34 @@ import asyncio
 import base64
 import binascii
 import re
-from datetime import datetime, timezone
-from collections.abc import Awaitable
+import warnings
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.multipart import BadContentDispositionHeader
 from yarl import URL
 
 from gateway.errors import Invalid, RequestTimeout, TooLarge
-from gateway.keys import CONFIG, SERVICE
 from gateway.images import displayed_size
+from gateway.keys import CONFIG, RENDITIONS, SCOPE, SERVICE
 from gateway.metadata.base import ImageRecord
-from gateway.service import ImageService
+from gateway.names import IMAGE_ID_PATTERN
+from gateway.service import EVERYONE, ImageService, Scope
 from gateway.api.params import parse_json
+from gateway.renditions import spec as renditions
 
 T = TypeVar("T")
+_PART_CHUNK = 256 * 1024
 
 
 def service(request: web.Request) -> ImageService:
     return request.app[SERVICE]
 
 
-def iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def scope(request: web.Request) -> Scope:
+    """Whose images this caller reaches (set by the auth middleware; everyone's without it)."""
+    return request.get(SCOPE, EVERYONE)
 
 
 def origin(request: web.Request) -> URL:
@@ -46,36 +52,34 @@ def absolute(request: web.Request, path: str, query: dict[str, str] | None = Non
     return str(url.with_query(query) if query else url)
 
 
-def image_route(record: ImageRecord) -> str:
-    return f"/collections/{record.collection}/images/{record.id}/image"
+def image_route(request: web.Request, record: ImageRecord) -> str:
+    return str(request.app.router["images.download"].url_for(collection=record.collection, image_id=record.id))
+
+
+_DOCUMENT_FIELDS = (
+    "id", "collection", "image", "time", "content_type", "format", "width", "height", "size", "sha256",
+    "properties", "updated_at", "path",
+)
 
 
 def document(request: web.Request, record: ImageRecord) -> dict[str, Any]:
     """The stored document as both seed APIs answer it."""
-    doc: dict[str, Any] = {
-        "_id": record.id,
-        "id": record.id,
-        "collection": record.collection,
-        "image": record.image,
-        "time": iso(record.time),
-        "content_type": record.content_type,
-        "format": record.format,
-        # As displayed (EXIF orientations 5-8 swap them); the stored pixel size beside them.
-        "width": displayed_size(record.width, record.height, record.orientation)[0],
-        "height": displayed_size(record.width, record.height, record.orientation)[1],
-        "pixel_width": record.width,
-        "pixel_height": record.height,
-        "orientation": record.orientation,
-        "size": record.size,
-        "sha256": record.sha256,
-        "properties": record.properties,
-        "updated_at": iso(record.updated_at),
-        "path": record.path,
-        "url": absolute(request, image_route(record)),
-    }
+    data = record.to_json()
+    doc: dict[str, Any] = {"_id": record.id, **{name: data[name] for name in _DOCUMENT_FIELDS}}
+    # As displayed (EXIF orientations 5-8 swap them); the stored pixel size beside them.
+    doc["width"], doc["height"] = displayed_size(record.width, record.height, record.orientation)
+    doc.update(pixel_width=record.width, pixel_height=record.height, orientation=record.orientation)
+    doc["url"] = absolute(request, image_route(request, record))
+    doc["thumbnail_url"] = thumbnail_url(request, record)
     if record.owner is not None:
         doc["owner"] = record.owner
     return doc
+
+
+def thumbnail_url(request: web.Request, record: ImageRecord) -> str | None:
+    if not any(p.name == renditions.THUMBNAIL_PRESET for p in request.app[CONFIG].renditions.presets):
+        return None
+    return absolute(request, image_route(request, record), {"preset": renditions.THUMBNAIL_PRESET})
 
 
 def etag(record: ImageRecord) -> str:
@@ -87,7 +91,7 @@ def if_match_version(request: web.Request, image_id: str) -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip() == "*":
         return None
-    match = re.fullmatch(r'\s*(?:W/)?"([0-9a-f]{24})\.(\d{1,12})"\s*', raw)
+    match = re.fullmatch(rf'\s*(?:W/)?"({IMAGE_ID_PATTERN})\.(\d{{1,12}})"\s*', raw)
     if match is None or match.group(1) != image_id:
         return -1  # can never match: the update answers 412
     return int(match.group(2))
@@ -115,6 +119,41 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     return bytes(body)
 
 
+async def multipart(request: web.Request) -> MultipartReader:
+    try:
+        return await request.multipart()
+    except ValueError:  # no boundary in the Content-Type
+        raise Invalid("the multipart body has no boundary", code="invalid_multipart") from None
+
+
+async def next_part(reader: MultipartReader, idle: float) -> BodyPartReader | None:
+    """The next part of a multipart body, or None at its end; `Invalid` for a malformed one."""
+    try:
+        part = await within(idle, reader.next())
+    except (ValueError, AssertionError, RuntimeError, BadContentDispositionHeader) as exc:
+        # (The warning arrives as an exception where warnings are errors, as in the tests.)
+        raise Invalid(f"the multipart body is malformed ({exc.__class__.__name__})", code="invalid_multipart") from None
+    if part is None:
+        return None
+    if not isinstance(part, BodyPartReader):
+        raise Invalid("nested multipart bodies are not supported", code="invalid_multipart")
+    # aiohttp only warns about a broken Content-Disposition (a raw CR/LF in a file name ends its
+    # line) and goes on without the name; such a part is refused instead. The names are parsed
+    # (and cached) here, synchronously, so the warning filter never spans an await.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BadContentDispositionHeader)
+        try:
+            part.name, part.filename  # noqa: B018 - parsed for their warnings
+        except BadContentDispositionHeader:
+            raise Invalid("the multipart body is malformed (BadContentDispositionHeader)", code="invalid_multipart") from None
+    return part
+
+
+async def part_chunks(part: BodyPartReader, idle: float) -> AsyncIterator[bytes]:
+    while chunk := await within(idle, part.read_chunk(_PART_CHUNK)):
+        yield chunk
+
+
 async def read_json_object(request: web.Request, max_bytes: int, what: str) -> dict[str, Any]:
     value = parse_json(await read_body(request, max_bytes), what)
     if not isinstance(value, dict):
@@ -140,12 +179,20 @@ def decode_base64(value: Any) -> bytes:
 
 
 async def redirect_to_object(request: web.Request, collection: str, image_id: str) -> web.Response:
-    """302 to a presigned link of the image's object."""
-    url = await service(request).download_url(collection, image_id)
-    ttl = request.app[CONFIG].storage.presign_ttl_seconds
+    """302 to a presigned link of the image's object, or of the rendition the query asks for."""
+    config = request.app[CONFIG]
+    ttl = config.storage.presign_ttl_seconds
     # The link stays valid for the TTL; letting the browser reuse the redirect for part of it
-    # lets it reuse its cached image too.
-    raise web.HTTPFound(
-        absolute(request, url) if url.startswith("/") else url,
-        headers={"Cache-Control": f"private, max-age={min(ttl // 2, 300)}"},
-    )
+    # lets it reuse its cached image too. The service hands a link out for at most half its TTL,
+    # so one cached for the other half still works. (An answer, not a raised HTTPFound: building
+    # the exception costs more than the rest of the response.)
+    headers = {"Cache-Control": f"private, max-age={min(ttl // 2, 300)}"}
+    if renditions.requested(request.query):
+        wanted = renditions.parse(request.query, config.renditions)
+        url, spec = await request.app[RENDITIONS].url(collection, image_id, wanted, request.headers.get("Accept", ""), scope=scope(request))
+        if spec.negotiated:
+            headers["Vary"] = "Accept"
+    else:
+        url = await service(request).download_url(collection, image_id, scope=scope(request))
+    headers["Location"] = absolute(request, url) if url.startswith("/") else url
+    return web.Response(status=302, headers=headers)

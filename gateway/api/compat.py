@@ -12,11 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from gateway import bulk, discovery
-from gateway.api.common import absolute, read_json_object, service
-from gateway.api.params import LIMIT_NAMES, SKIP_NAMES, list_query
+from gateway.api.common import absolute, read_json_object, scope, service
+from gateway.api.openapi import CONDITION_PARAMS, json_answer, operation, path_param, query_param
+from gateway.api.params import LIMIT_NAMES, MAX_LIMIT, SKIP_NAMES, list_query
 from gateway.errors import Invalid
-from gateway.keys import CONFIG, OWNER_SCOPE
-from gateway.metadata.query import Condition, owned_by
+from gateway.jsoncodec import json_response
+from gateway.keys import CONFIG
+from gateway.metadata.query import Condition
 from gateway.names import IMAGE_ID_RE, collection_name
 from gateway.properties import MAX_PROPERTY_DEPTH, check_key
 
@@ -24,7 +26,7 @@ from gateway.properties import MAX_PROPERTY_DEPTH, check_key
 # property, as in the original's flat documents.
 DOCUMENT_FIELDS = frozenset(
     {"_id", "id", "collection", "image", "time", "content_type", "format", "width", "height", "size", "sha256",
-     "properties", "updated_at", "path", "url", "owner", "orientation", "pixel_width", "pixel_height"}
+     "properties", "updated_at", "path", "url", "thumbnail_url", "owner", "orientation", "pixel_width", "pixel_height"}
 )  # fmt: skip
 MAX_PROJECTION = 64
 DEFAULT_VALUES = 100
@@ -82,9 +84,9 @@ def project(doc: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> dict[str
 
 
 def _conditions_only(request: web.Request, *, extra: tuple[str, ...], default_limit: int) -> tuple[tuple[Condition, ...], int]:
-    """The listing's conditions (filter, property.KEY, ids, sha256, from, to), held to the
-    caller's own images under owner scope, and a limit (at most MAX_LIMIT), for routes where
-    sorting and offsets mean nothing."""
+    """The listing's conditions (filter, property.KEY, ids, sha256, from, to) and a limit (at
+    most MAX_LIMIT), for routes where sorting and offsets mean nothing. The service holds them to
+    the caller's scope."""
     for name in request.query.keys():
         if name in _NOT_FOR_WRITES:
             raise Invalid(f"{name} does not apply here", code="invalid_parameter")
@@ -96,7 +98,7 @@ def _conditions_only(request: web.Request, *, extra: tuple[str, ...], default_li
             "a write by filter needs a condition (filter, property.KEY, ids, sha256, from or to); all=true means every image",
             code="filter_required",
         )
-    return owned_by(query, request.get(OWNER_SCOPE)).conditions, query.limit
+    return query.conditions, query.limit
 
 
 async def _known_collection(request: web.Request) -> str:
@@ -105,23 +107,47 @@ async def _known_collection(request: web.Request) -> str:
     return name
 
 
+TAG = "collections"
+_KEY = path_param("key", {"type": "string", "pattern": "^[^$.][^.]*(\\.[^$.][^.]*)*$"}, "a property key, nested ones dotted")
+_BULK_PARAMS = (
+    *CONDITION_PARAMS,
+    query_param("limit", {"type": "integer", "minimum": 1, "maximum": bulk.MAX_BULK}, f"images touched per call (default {bulk.MAX_BULK})"),
+    query_param("all", {"type": "boolean"}, "true to act on every image when no condition is given (otherwise refused: filter_required)"),
+)
+_PROPERTIES_BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+@operation(
+    f"Property keys in use (nested ones dotted), from the newest {discovery.SCAN_LIMIT} matching images", tag=TAG,
+    ok={"200": json_answer("fields [{key, count}], scanned, complete", {"type": "object"})}, errors=(404, 503), parameters=CONDITION_PARAMS,
+)
 async def list_fields(request: web.Request) -> web.Response:
     collection = await _known_collection(request)
     if any(n in request.query for n in LIMIT_NAMES):
         raise Invalid("the field list is not paged", code="invalid_parameter")
     conditions, _ = _conditions_only(request, extra=(), default_limit=1)
-    answer = await discovery.property_keys(service(request).meta, collection, conditions)
-    return web.json_response({"collection": collection, **answer})
+    answer = await discovery.property_keys(service(request), collection, conditions, scope=scope(request))
+    return json_response({"collection": collection, **answer})
 
 
+@operation(
+    "Distinct values of one property with counts, most frequent first", tag=TAG,
+    ok={"200": json_answer("values [{value, count}], more, scanned, complete", {"type": "object"})}, errors=(404, 503),
+    parameters=(_KEY, *CONDITION_PARAMS, query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, f"values at most (default {DEFAULT_VALUES})")),
+)
 async def field_values(request: web.Request) -> web.Response:
     collection = await _known_collection(request)
     path = _property_path(request.match_info["key"], "key")
     conditions, limit = _conditions_only(request, extra=(), default_limit=DEFAULT_VALUES)
-    answer = await discovery.distinct_values(service(request).meta, collection, path, conditions, limit)
-    return web.json_response({"collection": collection, **answer})
+    answer = await discovery.distinct_values(service(request), collection, path, conditions, limit, scope=scope(request))
+    return json_response({"collection": collection, **answer})
 
 
+@operation(
+    f"Merge-patch every image matching the conditions (at most `limit`, default {bulk.MAX_BULK})", tag=TAG,
+    ok={"200": json_answer("matched, updated, unchanged, more, and `after`/`next` to continue", {"type": "object"})}, errors=(404, 409, 413, 503),
+    parameters=(*_BULK_PARAMS, query_param("after", {"type": "string"}, "continue after this image id (the previous answer's `after`)")), body=_PROPERTIES_BODY,
+)
 async def patch_matching(request: web.Request) -> web.Response:
     collection = collection_name(request.match_info["collection"])
     conditions, limit = _conditions_only(request, extra=("all", "after"), default_limit=bulk.MAX_BULK)
@@ -129,7 +155,9 @@ async def patch_matching(request: web.Request) -> web.Response:
     if after is not None and IMAGE_ID_RE.fullmatch(after) is None:
         raise Invalid("after is an image id (the `after` of a previous answer)", code="invalid_parameter")
     patch = await read_json_object(request, request.app[CONFIG].limits.max_properties_bytes, "the body")
-    result = await bulk.patch_matching(service(request), collection, conditions, patch, limit=limit, after_id=after.lower() if after else None)
+    result = await bulk.patch_matching(
+        service(request), collection, conditions, patch, limit=limit, after_id=after.lower() if after else None, scope=scope(request)
+    )
     answer: dict[str, Any] = {"matched": result.matched, "updated": result.changed, "unchanged": result.unchanged, "more": result.more, "after": None, "next": None}
     headers = {}
     if result.more and result.last_id is not None:
@@ -137,22 +165,16 @@ async def patch_matching(request: web.Request) -> web.Response:
         answer["after"] = result.last_id
         answer["next"] = absolute(request, request.path, {**params, "after": result.last_id})
         headers["Link"] = f'<{answer["next"]}>; rel="next"'
-    return web.json_response(answer, headers=headers)
+    return json_response(answer, headers=headers)
 
 
+@operation(
+    f"Delete every image matching the conditions (at most `limit`, default {bulk.MAX_BULK})", tag=TAG,
+    ok={"200": json_answer("matched, deleted, more", {"type": "object"})}, errors=(404, 503), parameters=_BULK_PARAMS,
+)
 async def delete_matching(request: web.Request) -> web.Response:
     collection = collection_name(request.match_info["collection"])
     conditions, limit = _conditions_only(request, extra=("all",), default_limit=bulk.MAX_BULK)
-    result = await bulk.delete_matching(service(request), collection, conditions, limit=limit)
-    return web.json_response({"matched": result.matched, "deleted": result.changed, "more": result.more})
+    result = await bulk.delete_matching(service(request), collection, conditions, limit=limit, scope=scope(request))
+    return json_response({"matched": result.matched, "deleted": result.changed, "more": result.more})
 
-
-def routes() -> list[web.RouteDef]:
-    table = [
-        web.get("/collections/{collection}/fields", list_fields),
-        web.get("/collections/{collection}/fields/{key}", field_values),
-    ]
-    for noun in ("images", "documents", "items"):
-        base = f"/collections/{{collection}}/{noun}"
-        table += [web.patch(base, patch_matching), web.delete(base, delete_matching)]
-    return table

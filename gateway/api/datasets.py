@@ -7,34 +7,49 @@ import logging
 import tempfile
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import MultipartReader, web
 
-from gateway.api.collections import _next_part
-from gateway.api.common import service, within
-from gateway.datasets import ArchiveLimits
-from gateway.datasets.export import ZipExport, export_collection
-from gateway.datasets.importer import import_archive
-from gateway.datasets.sources import ZipSource
-from gateway.errors import Forbidden, Invalid, TooLarge, Unsupported
-from gateway.keys import CONFIG, OWNER_SCOPE, USER_ID
+from gateway.api.common import multipart, next_part, part_chunks, scope, service
+from gateway.datasets.export import ZipExport
+from gateway.datasets.service import Datasets
+from gateway.api.openapi import json_answer, operation
+from gateway.errors import Invalid, TooLarge, Unsupported
+from gateway.keys import CONFIG, USER_ID
 from gateway.api.params import no_query
 from gateway.names import collection_name
+from gateway.jsoncodec import json_response
 
 log = logging.getLogger(__name__)
 
 ARCHIVE_FIELD = "archive"
-_IMPORT_CONCURRENCY = 4
+TAG = "datasets"
+_ARCHIVE = {"description": "a zip streamed as it is made", "content": {"application/zip": {"schema": {"type": "string", "contentMediaType": "application/zip"}}}}
+_IMPORT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [ARCHIVE_FIELD],
+                "properties": {ARCHIVE_FIELD: {"type": "string", "contentMediaType": "application/zip", "description": "our export, or the original service's (images + mongodb_data.json)"}},
+            }
+        }
+    },
+}
+_ENTRY = {"type": "object", "properties": {"id": {"type": "string"}, "member": {"type": "string"}, "status": {"enum": ["skipped", "rejected"]}, "reason": {"type": "string"}}}
+_SUMMARY = {
+    "type": "object",
+    "properties": {"collection": {"type": "string"}, "imported": {"type": "integer"}, "skipped": {"type": "integer"}, "rejected": {"type": "integer"}, "entries": {"type": "array", "items": _ENTRY}},
+}
 
 
+@operation("Export the images, metadata.jsonl and mongodb_data.json as a zip", tag=TAG, ok={"200": _ARCHIVE}, errors=(404, 503))
 async def export_dataset(request: web.Request) -> web.StreamResponse:
     no_query(request.query)
     collection = collection_name(request.match_info["collection"])
-    if request.get(OWNER_SCOPE) is not None:
-        # A collection's export holds every user's images.
-        raise Forbidden("exporting a whole collection needs a service key", code="not_owner")
-    images = service(request)
-    # A missing collection is a 404 before the 200 and the zip begin.
-    await images.collection_stats(collection)
+    datasets = Datasets(service(request))
+    # Refused (403, 404) before the 200 and the zip begin.
+    await datasets.check_export(collection, scope=scope(request))
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/zip",
@@ -44,7 +59,7 @@ async def export_dataset(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     try:
-        await export_collection(images, collection, ZipExport(response.write))
+        await datasets.export(collection, ZipExport(response.write))
     except Exception:
         # The 200 is sent: the only way left to say the zip is incomplete is to cut the
         # connection before its end, so the client sees a broken transfer, not a short zip.
@@ -56,6 +71,28 @@ async def export_dataset(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _spool(reader: MultipartReader, path: Path, max_bytes: int, idle: float) -> bool:
+    """Write the archive field's bytes to `path`; False when the body has none."""
+    found = False
+    while (part := await next_part(reader, idle)) is not None:
+        if part.name != ARCHIVE_FIELD or found:
+            await part.release()
+            continue
+        found = True
+        size = 0
+        with path.open("wb") as handle:
+            async for chunk in part_chunks(part, idle):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLarge(f"archives are at most {max_bytes} bytes", code="archive_too_large")
+                await asyncio.to_thread(handle.write, chunk)
+    return found
+
+
+@operation(
+    "Import a dataset zip; ids and times are kept, re-imports skip", tag=TAG,
+    ok={"200": json_answer("what was imported, skipped and rejected, with reasons", _SUMMARY)}, errors=(409, 413, 415, 503), body=_IMPORT_BODY,
+)
 async def import_dataset(request: web.Request) -> web.Response:
     no_query(request.query)
     collection = collection_name(request.match_info["collection"])
@@ -64,41 +101,11 @@ async def import_dataset(request: web.Request) -> web.Response:
     limits = request.app[CONFIG].limits
     if request.content_length is not None and request.content_length > limits.max_archive_bytes:
         raise TooLarge(f"archives are at most {limits.max_archive_bytes} bytes", code="archive_too_large")
-    try:
-        reader = await request.multipart()
-    except ValueError:  # no boundary in the Content-Type
-        raise Invalid("the multipart body has no boundary", code="invalid_multipart") from None
+    reader = await multipart(request)
     # zipfile reads the central directory at the end, so the archive is spooled to disk first.
     with tempfile.TemporaryDirectory(prefix="gateway-import-") as folder:
         path = Path(folder) / "archive.zip"
-        found = False
-        while (part := await _next_part(reader, limits.body_idle_timeout_seconds)) is not None:
-            if part.name != ARCHIVE_FIELD or found:
-                await part.release()
-                continue
-            found = True
-            size = 0
-            with path.open("wb") as handle:
-                while chunk := await within(limits.body_idle_timeout_seconds, part.read_chunk(256 * 1024)):
-                    size += len(chunk)
-                    if size > limits.max_archive_bytes:
-                        raise TooLarge(f"archives are at most {limits.max_archive_bytes} bytes", code="archive_too_large")
-                    await asyncio.to_thread(handle.write, chunk)
-        if not found:
+        if not await _spool(reader, path, limits.max_archive_bytes, limits.body_idle_timeout_seconds):
             raise Invalid(f"the import has no zip in the field {ARCHIVE_FIELD!r}", code="missing_archive")
-        archive_limits = ArchiveLimits(member_bytes=limits.max_upload_bytes, total_bytes=limits.max_archive_bytes)
-        source = await asyncio.to_thread(ZipSource, path, archive_limits)
-        try:
-            summary = await import_archive(
-                service(request), collection, source, owner=request.get(USER_ID), concurrency=_IMPORT_CONCURRENCY
-            )
-        finally:
-            source.close()
-    return web.json_response({"collection": collection, **summary.as_dict()})
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.get("/collections/{collection}/export", export_dataset),
-        web.post("/collections/{collection}/import", import_dataset),
-    ]
+        summary = await Datasets(service(request)).import_path(collection, path, owner=request.get(USER_ID))
+    return json_response({"collection": collection, **summary.as_dict()})

@@ -3,9 +3,10 @@
 Each message is JSON: first `{"event": "subscribed", "collection", "mode"}` once events written
 from then on will arrive, then `{"event": "upload"|"update"|"delete", "seq", "collection", "id",
 "document"}` with the document as the REST API shows it. Messages from the client are ignored.
-Authentication is the one reads have: the auth middleware runs before this handler. What a
-listing would hide stays hidden here too: other users' images under `auth.scope: user`, and on the
-all-collections feed, collections the caller's credentials do not reach.
+Authentication is the one reads have: the auth middleware runs before this handler, and leaves
+the caller's principal and scope on the request. What a listing would hide stays hidden here too:
+other users' images under `auth.scope: user`, and on the all-collections feed, collections the
+caller's credentials do not reach.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from collections.abc import Callable
 
 from aiohttp import WSCloseCode, web
 
-from gateway.api.common import document
+from gateway.api.common import document, scope
+from gateway.api.openapi import operation
 from gateway.errors import Forbidden
-from gateway.events import Event, EventHub
-from gateway.keys import AUTH, EVENTS, OWNER_SCOPE
+from gateway.events import EventHub
+from gateway.keys import AUTH, EVENTS, PRINCIPAL
+from gateway.metadata.base import Event
 from gateway.api.params import no_query
 from gateway.names import collection_name
 
@@ -28,27 +31,26 @@ def _message(request: web.Request, event: Event) -> dict[str, object]:
     return {"event": event.kind, "seq": event.seq, "collection": record.collection, "id": record.id, "document": document(request, record)}
 
 
-async def _visibility(request: web.Request, collection: str | None) -> Callable[[Event], bool]:
-    owner = request.get(OWNER_SCOPE)
+def _visibility(request: web.Request, collection: str | None) -> Callable[[Event], bool]:
+    caller = scope(request)
     auth = request.app[AUTH]
     # The middleware checked one named collection; the all-collections feed is checked per event.
-    principal = await auth.identify(request.headers, request.cookies) if auth.enabled and collection is None else None
+    principal = request.get(PRINCIPAL) if collection is None else None
 
     def visible(event: Event) -> bool:
-        if owner is not None and event.record.owner != owner:
-            return False
-        if principal is not None:
-            try:
+        try:
+            caller.check(event.record)
+            if principal is not None:
                 auth.authorize(principal, write=False, collection=event.record.collection)
-            except Forbidden:
-                return False
+        except Forbidden:
+            return False
         return True
 
     return visible
 
 
 async def _pump(request: web.Request, hub: EventHub, ws: web.WebSocketResponse, collection: str | None) -> None:
-    visible = await _visibility(request, collection)
+    visible = _visibility(request, collection)
     subscription = hub.subscribe(collection)
     try:
         await hub.started()
@@ -61,9 +63,22 @@ async def _pump(request: web.Request, hub: EventHub, ws: web.WebSocketResponse, 
         hub.unsubscribe(subscription)
 
 
-async def events(request: web.Request) -> web.WebSocketResponse:
+_FEED = {"101": {"description": "WebSocket: JSON messages `subscribed`, then `upload`, `update`, `delete` with `seq`, `collection`, `id`, `document`"}}
+
+
+@operation("Live events of every collection (WebSocket)", tag="operations", ok=_FEED)
+async def all_events(request: web.Request) -> web.WebSocketResponse:
     no_query(request.query)
-    collection = collection_name(request.match_info["collection"]) if "collection" in request.match_info else None
+    return await _feed(request, None)
+
+
+@operation("Live events of one collection (WebSocket)", tag="operations", ok=_FEED)
+async def collection_events(request: web.Request) -> web.WebSocketResponse:
+    no_query(request.query)
+    return await _feed(request, collection_name(request.match_info["collection"]))
+
+
+async def _feed(request: web.Request, collection: str | None) -> web.WebSocketResponse:
     hub = request.app[EVENTS]
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
@@ -82,7 +97,3 @@ async def close_sockets(app: web.Application) -> None:
     """On shutdown: long-lived sockets would otherwise hold graceful shutdown to its timeout."""
     sockets = list(app[EVENTS].sockets)
     await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets))
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.get("/events", events), web.get("/collections/{collection}/events", events)]

@@ -1,24 +1,32 @@
-"""The OpenAPI 3.1 description of every route, served at `/openapi.json`, browsable at `/docs`.
+"""The OpenAPI 3.1 document, generated from the routes the app registers; served at
+`/openapi.json` and browsable at `/docs` (Swagger UI).
 
-Routes are described in groups, one dict per module that registers them (path -> method ->
-operation). A route added to the app but not to a group fails `tests/test_openapi.py`; add its
-group to `GROUPS`. Operations marked `public` need no credentials when authentication is on: the
-auth middleware reads that mark from here, so the document and the enforcement cannot disagree.
+Each handler carries its operation, attached by `@operation(...)` (aiohttp-apispec's idea: the
+description lives on the handler, the document is made by walking `app.router`). Path parameters
+come from each route's canonical path, so they cannot drift from the table. A handler routed on
+several paths is documented once, at the first (its main route); the others are listed as its
+`x-aliases`. An operation marked `public` needs no credentials when authentication is on: the
+auth middleware reads that mark from the matched handler, so the document and the enforcement
+cannot disagree.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-from typing import Any
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from gateway import __version__
+from gateway.api.params import MAX_IDS, MAX_LIMIT, MAX_SKIP, OPERATORS
+from gateway.metadata.query import DEFAULT_LIMIT
+from gateway.names import COLLECTION_PATTERN, IMAGE_ID_INPUT_PATTERN, IMAGE_ID_PATTERN
 
-Operation = dict[str, Any]
-Group = dict[str, dict[str, Operation]]
+Spec = dict[str, Any]
+H = TypeVar("H", bound=Callable[..., Any])
 
 # One reusable response per error status; every one carries the JSON error body.
 ERROR_STATUSES = {
@@ -54,7 +62,7 @@ _IMAGE_SCHEMA = {
     "required": ["id", "collection", "image", "time", "content_type", "width", "height", "size", "sha256", "url"],
     "properties": {
         "_id": {"type": "string"},
-        "id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+        "id": {"type": "string", "pattern": f"^{IMAGE_ID_PATTERN}$"},
         "collection": {"type": "string"},
         "image": {"type": "string", "description": "the uploaded file name, sanitised"},
         "time": {"type": "string", "format": "date-time"},
@@ -70,6 +78,7 @@ _IMAGE_SCHEMA = {
         "sha256": {"type": "string"},
         "path": {"type": "string"},
         "url": {"type": "string", "description": "this image's download route"},
+        "thumbnail_url": {"type": ["string", "null"], "description": "the download route of the `thumb` preset's rendition (null without that preset)"},
         "owner": {"type": "string", "description": "the authenticated uploader"},
         "duplicate": {"type": "boolean", "description": "true on a dedupe upload answered with the image already holding these bytes"},
         "properties": {"type": "object"},
@@ -77,303 +86,187 @@ _IMAGE_SCHEMA = {
 }
 
 
-def _ref(name: str) -> dict[str, str]:
+def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+def json_answer(description: str, schema: dict[str, Any]) -> Spec:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _path_param(name: str, pattern: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string", "pattern": pattern}}
+def image_ok(description: str = "the image document") -> dict[str, Spec]:
+    return {"200": json_answer(description, ref("Image"))}
 
 
-def _query_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+def query_param(name: str, schema: dict[str, Any], description: str) -> Spec:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
-COLLECTION = _path_param("collection", "^[a-z0-9][a-z0-9._-]{0,62}$", "collection name")
-IMAGE_ID = _path_param("image_id", "^[0-9a-fA-F]{24}$", "image id (24 hex digits)")
+def path_param(name: str, schema: dict[str, Any], description: str) -> Spec:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+
+
+# Every path parameter the routes use, by name; a route with another name fails the document.
+PATH_PARAMETERS = {
+    "collection": path_param("collection", {"type": "string", "pattern": f"^{COLLECTION_PATTERN}$"}, "collection name"),
+    "image_id": path_param("image_id", {"type": "string", "pattern": f"^{IMAGE_ID_INPUT_PATTERN}$"}, "image id (24 hex digits)"),
+    "key": path_param("key", {"type": "string"}, "object key"),
+}
 IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}, "description": "an ETag from a previous answer"}
-_CONDITION_PARAMS = [
-    _query_param("filter", {"type": "string"}, 'a JSON object of conditions on properties, `time` and `_id`/`id` ($eq $ne $gt $gte $lt $lte $in $nin $exists; ids take $eq $ne $in $nin)'),
-    _query_param("from", {"type": "string", "format": "date-time"}, "uploaded at or after (ISO 8601), as filter {time: {$gte}}"),
-    _query_param("to", {"type": "string", "format": "date-time"}, "uploaded at or before (ISO 8601), as filter {time: {$lte}}"),
-    _query_param("ids", {"type": "string"}, "exactly these images: ids comma-separated or repeated (at most 1000)"),
-    _query_param("sha256", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "images with these bytes"),
-]
-LIST_PARAMS = [
-    _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (default 500, the original's); aliases `batch_size`, `count`"),
-    _query_param("skip", {"type": "integer", "minimum": 0, "maximum": 10_000_000}, "records to skip; aliases `start_index`, `index`, `offset`"),
-    _query_param(
+def page_size(default: int) -> Spec:
+    return query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, f"page size (default {default})")
+
+
+# Conditions the listing and the writes by filter share.
+CONDITION_PARAMS = (
+    query_param("filter", {"type": "string"}, f"a JSON object of conditions on properties, `time` and `_id`/`id` ({' '.join(OPERATORS)}; ids take $eq $ne $in $nin)"),
+    query_param("from", {"type": "string", "format": "date-time"}, "uploaded at or after (ISO 8601), as filter {time: {$gte}}"),
+    query_param("to", {"type": "string", "format": "date-time"}, "uploaded at or before (ISO 8601), as filter {time: {$lte}}"),
+    query_param("ids", {"type": "string"}, f"exactly these images: ids comma-separated or repeated (at most {MAX_IDS})"),
+    query_param("sha256", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "images with these bytes"),
+)
+LIST_PARAMS = (
+    query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, f"page size (default {DEFAULT_LIMIT}, the original's); aliases `batch_size`, `count`"),
+    query_param("skip", {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}, "records to skip; aliases `start_index`, `index`, `offset`"),
+    query_param(
         "sort", {"type": "string"},
         '`time`, `-time` (the default), `<field>` or `-<field>` (a property, `time` or `_id`), or a sort document: `{"score": -1, "time": 1}`; '
         "property values order as missing/null < numbers < strings < objects < arrays < booleans",
     ),
-    _query_param("order", {"type": "string", "enum": ["1", "-1", "asc", "desc"]}, "direction of sort=<field> (the later API's form)"),
-    *_CONDITION_PARAMS,
-    _query_param("fields", {"type": "string"}, "return only these fields (comma- or space-separated; a name that is no document field is a property); alias `select`"),
-    _query_param("cursor", {"type": "string"}, "the `next` cursor of a previous page (see the Link header)"),
-]
+    query_param("order", {"type": "string", "enum": ["1", "-1", "asc", "desc"]}, "direction of sort=<field> (the later API's form)"),
+    *CONDITION_PARAMS,
+    query_param("fields", {"type": "string"}, "return only these fields (comma- or space-separated; a name that is no document field is a property); alias `select`"),
+    query_param("cursor", {"type": "string"}, "the `next` cursor of a previous page (see the Link header)"),
+)
+OFFSET = query_param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}, "records to skip")
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+REDIRECT = {"302": {"description": "redirect to a presigned link valid for the configured TTL", "headers": {"Location": {"schema": {"type": "string"}}}}}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation: its success answers (`ok`: status -> response), the error statuses it can
+    give besides the ones every route can, its query and header parameters and its body."""
+
+    summary: str
+    tag: str
+    ok: dict[str, Spec]
+    errors: tuple[int, ...] = ()
+    parameters: tuple[Spec, ...] = ()
+    body: Spec | None = None
+    public: bool = False
+
+    def spec(self, path: str, aliases: list[str]) -> Spec:
+        statuses = sorted({*_ALWAYS, *self.errors, *(() if self.public else _AUTH)})
+        op: Spec = {
+            "summary": self.summary,
+            "tags": [self.tag],
+            "responses": {**self.ok, **{str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}},
+        }
+        if aliases:
+            op["description"] = "Also served at " + ", ".join(f"`{a}`" for a in aliases) + "."
+            op["x-aliases"] = aliases
+        # Path parameters follow the path; an operation may describe one itself (an enum, say).
+        given = {p["name"]: p for p in self.parameters if p["in"] == "path"}
+        parameters = [given.get(name) or PATH_PARAMETERS[name] for name in _PLACEHOLDER.findall(path)]
+        parameters += [p for p in self.parameters if p["in"] != "path"]
+        if parameters:
+            op["parameters"] = parameters
+        if self.body is not None:
+            op["requestBody"] = self.body
+        if self.public:
+            op["security"] = []
+        return op
+
+
+# Supabase's render parameters (and presets); any of them makes the download a rendition.
+RENDITION_PARAMS = (
+    query_param("width", {"type": "integer", "minimum": 1}, "rendition width in pixels, at most renditions.max_dimension (alias `w`)"),
+    query_param("w", {"type": "integer", "minimum": 1}, "alias of width"),
+    query_param("height", {"type": "integer", "minimum": 1}, "rendition height in pixels, at most renditions.max_dimension (alias `h`)"),
+    query_param("h", {"type": "integer", "minimum": 1}, "alias of height"),
+    query_param("resize", {"type": "string", "enum": ["cover", "contain", "fill"]}, "cover crops to fill (default with both sides), contain fits inside, fill stretches"),
+    query_param("format", {"type": "string", "enum": ["origin", "jpeg", "png", "webp", "avif", "auto"]}, "output format; auto picks AVIF or WebP from Accept (the redirect then varies on Accept)"),
+    query_param("quality", {"type": "integer", "minimum": 20, "maximum": 100}, "lossy quality (default 80)"),
+    query_param("enlarge", {"type": "boolean"}, "allow a rendition larger than the source (default false)"),
+    query_param("preset", {"type": "string"}, "a configured preset (thumb, preview, ...); with renditions.free_sizes false the only parameter allowed"),
+)
 
 
 def operation(
     summary: str,
     *,
     tag: str,
-    ok: dict[str, dict[str, Any]],
+    ok: dict[str, Spec],
     errors: tuple[int, ...] = (),
-    parameters: list[dict[str, Any]] | None = None,
-    body: dict[str, Any] | None = None,
+    parameters: tuple[Spec, ...] = (),
+    body: Spec | None = None,
     public: bool = False,
-) -> Operation:
-    """One operation: its success answers (`ok`: status -> response) and the error statuses it
-    can give besides the ones every route can."""
-    statuses = sorted({*_ALWAYS, *errors, *(() if public else _AUTH)})
-    op: Operation = {
-        "summary": summary,
-        "tags": [tag],
-        "responses": {**ok, **{str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}},
-    }
-    if parameters:
-        op["parameters"] = parameters
-    if body is not None:
-        op["requestBody"] = body
-    if public:
-        op["security"] = []
-    return op
+) -> Callable[[H], H]:
+    """Attach the handler's OpenAPI operation to it (as `handler.__openapi__`)."""
+
+    def attach(handler: H) -> H:
+        setattr(handler, "__openapi__", Operation(summary, tag, ok, errors, parameters, body, public))
+        return handler
+
+    return attach
 
 
-def _image_ok(description: str = "the image document") -> dict[str, dict[str, Any]]:
-    return {"200": _json(description, _ref("Image"))}
+def operation_of(handler: Any) -> Operation | None:
+    found = getattr(handler, "__openapi__", None)
+    return found if isinstance(found, Operation) else None
 
 
-_REDIRECT = {"302": {"description": "redirect to a presigned link valid for the configured TTL", "headers": {"Location": {"schema": {"type": "string"}}}}}
-_MULTIPART = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["image"],
-                "properties": {
-                    "image": {"type": "string", "contentMediaType": "application/octet-stream", "description": "the image: JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF or HEIC/HEIF"},
-                    "dedupe": {"type": "string", "enum": ["true", "false", "1", "0"], "description": "as the dedupe query parameter"},
-                    "json": {"type": "string", "description": "a JSON object of typed properties"},
-                },
-                "additionalProperties": {"type": "string", "description": "a string property"},
-            }
-        }
-    },
-}
-_PROPERTIES_BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
-
-
-_BULK_PARAMS = [
-    *_CONDITION_PARAMS,
-    _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "images touched per call (default 1000)"),
-    _query_param("all", {"type": "boolean"}, "true to act on every image when no condition is given (otherwise refused: filter_required)"),
-]
-
-
-def _collections_group() -> Group:
-    tag = "collections"
-    group: Group = {
-        "/collections": {"get": operation("List collection names", tag=tag, ok={"200": _json("names", {"type": "array", "items": {"type": "string"}})}, errors=(503,))},
-        "/collections/{collection}/fields": {
-            "get": operation(
-                "Property keys in use (nested ones dotted), from the newest 10000 matching images", tag=tag,
-                ok={"200": _json("fields [{key, count}], scanned, complete", {"type": "object"})}, errors=(404, 503), parameters=[COLLECTION, *_CONDITION_PARAMS],
-            )
-        },
-        "/collections/{collection}/fields/{key}": {
-            "get": operation(
-                "Distinct values of one property with counts, most frequent first", tag=tag,
-                ok={"200": _json("values [{value, count}], more, scanned, complete", {"type": "object"})}, errors=(404, 503),
-                parameters=[COLLECTION, _path_param("key", "^[^$.][^.]*(\\.[^$.][^.]*)*$", "a property key, nested ones dotted"), *_CONDITION_PARAMS,
-                            _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "values at most (default 100)")],
-            )
-        },
-        "/collections/{collection}": {
-            "get": operation("Collection statistics", tag=tag, ok={"200": _json("counts", {"type": "object"})}, errors=(404, 503), parameters=[COLLECTION]),
-            "delete": operation("Delete a collection with its images", tag=tag, ok={"200": _json("what was deleted", {"type": "object"})}, errors=(404, 409, 503), parameters=[COLLECTION]),
-        },
-    }
-    image_params = [COLLECTION, IMAGE_ID]
-    # The original service answered under /images, /documents and /items alike.
-    for noun in ("images", "documents", "items"):
-        base = f"/collections/{{collection}}/{noun}"
-        group[base] = {
-            "get": operation(
-                "List images, newest first", tag=tag, ok={"200": _json("one page of images", {"type": "array", "items": _ref("Image")})},
-                errors=(404, 503), parameters=[COLLECTION, *LIST_PARAMS],
-            ),
-            "post": operation(
-                "Upload an image (multipart)", tag=tag, ok=_image_ok("the stored image, or with `duplicate: true` the one already holding these bytes (dedupe)"),
-                errors=(409, 413, 415, 503), parameters=[COLLECTION, _query_param("dedupe", {"type": "boolean"}, "answer an image with the same bytes instead of storing a copy (also a form field)")], body=_MULTIPART,
-            ),
-            "patch": operation(
-                "Merge-patch every image matching the conditions (at most `limit`, default 1000)", tag=tag,
-                ok={"200": _json("matched, updated, unchanged, more, and `after`/`next` to continue", {"type": "object"})},
-                errors=(404, 409, 413, 503), parameters=[COLLECTION, *_BULK_PARAMS, _query_param("after", {"type": "string"}, "continue after this image id (the previous answer's `after`)")], body=_PROPERTIES_BODY,
-            ),
-            "delete": operation(
-                "Delete every image matching the conditions (at most `limit`, default 1000)", tag=tag,
-                ok={"200": _json("matched, deleted, more", {"type": "object"})}, errors=(404, 503), parameters=[COLLECTION, *_BULK_PARAMS],
-            ),
-        }
-        group[base + "/{image_id}"] = {
-            "get": operation("One image's document", tag=tag, ok=_image_ok(), errors=(404, 503), parameters=image_params),
-            "put": operation("Replace the properties", tag=tag, ok=_image_ok(), errors=(404, 409, 412, 413, 503), parameters=[*image_params, IF_MATCH], body=_PROPERTIES_BODY),
-            "patch": operation("Merge-patch the properties (RFC 7386)", tag=tag, ok=_image_ok(), errors=(404, 409, 412, 413, 503), parameters=[*image_params, IF_MATCH], body=_PROPERTIES_BODY),
-            "delete": operation("Delete an image", tag=tag, ok={"200": _json("the deleted image's id", {"type": "object"})}, errors=(404, 503), parameters=image_params),
-        }
-        group[base + "/{image_id}/info"] = {"get": operation("One image's document", tag=tag, ok=_image_ok(), errors=(404, 503), parameters=image_params)}
-        for leaf in ("image", "file"):
-            group[base + f"/{{image_id}}/{leaf}"] = {"get": operation("Download (redirect)", tag=tag, ok=_REDIRECT, errors=(404, 503), parameters=image_params)}
-    return group
-
-
-def _v1_group() -> Group:
-    tag = "v1"
-    page = {"type": "object", "properties": {"kind": {"type": "string"}, "next": {"type": ["string", "null"]}, "previous": {"type": ["string", "null"]}, "data": {"type": "array", "items": _ref("Image")}}}
-    upload = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["data"],
-                    "additionalProperties": False,
-                    "properties": {"data": {"type": "string", "description": "base64 or a data: URL"}, "filename": {"type": "string"}, "properties": {"type": "object"}},
-                }
-            }
-        },
-    }
-    paging = [
-        _query_param("offset", {"type": "integer", "minimum": 0, "maximum": 10_000_000}, "records to skip"),
-        _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (default 50)"),
-    ]
-    group: Group = {}
-    for slash in ("", "/"):
-        group["/v1/images" + slash] = {
-            "get": operation("List images (offset pages)", tag=tag, ok={"200": _json("one page", page)}, errors=(503,), parameters=paging),
-            "post": operation("Upload an image (base64 JSON)", tag=tag, ok={"201": _json("the stored image", _ref("Image"))}, errors=(409, 413, 415, 503), body=upload),
-        }
-        group["/v1/images/{image_id}" + slash] = {
-            "get": operation("One image's document", tag=tag, ok=_image_ok(), errors=(404, 503), parameters=[IMAGE_ID]),
-            "delete": operation("Delete an image", tag=tag, ok={"200": _json("the deleted id", {"type": "object"})}, errors=(404, 503), parameters=[IMAGE_ID]),
-        }
-        group["/v1/images/{image_id}/image" + slash] = {"get": operation("Download (redirect)", tag=tag, ok=_REDIRECT, errors=(404, 503), parameters=[IMAGE_ID])}
-    return group
-
-
-def _objects_group() -> Group:
-    params = [
-        {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}, "description": "object key"},
-        _query_param("expires", {"type": "string"}, "expiry, seconds since the epoch"),
-        _query_param("signature", {"type": "string"}, "HMAC-SHA256 of method, path and query"),
-        _query_param("filename", {"type": "string"}, "download file name"),
-    ]
-    ok = {"200": {"description": "the image bytes", "content": {"image/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}}
-    return {
-        "/_objects/{key}": {
-            "get": operation("A signed download link (filesystem backend; the signature is the credential)", tag="downloads", ok=ok, errors=(403, 404), parameters=params, public=True)
-        }
-    }
-
-
-def _edge_group() -> Group:
-    tag = "service"
-    return {
-        "/": {"get": operation("Service name, version and limits", tag=tag, ok={"200": _json("service information", {"type": "object"})}, public=True)},
-        "/openapi.json": {"get": operation("This document", tag=tag, ok={"200": _json("OpenAPI 3.1", {"type": "object"})}, public=True)},
-        "/docs": {"get": operation("A browsable page of this document", tag=tag, ok={"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}, public=True)},
-    }
-
-
-def _operations_group() -> Group:
-    """Probes and metrics (public: orchestrators and Prometheus carry no user token) and the
-    event feeds (authenticated like reads)."""
-    tag = "operations"
-    checks = {"type": "object", "description": "per store: backend, ok, ms, error"}
-    ready_ok = {"200": _json("both stores answered", {"type": "object", "properties": {"status": {"const": "ready"}, "checks": checks}})}
-    not_ready = {"503": _json("a store failed; `failed` names it", {"type": "object", "properties": {"failed": {"type": "array", "items": {"type": "string"}}, "checks": checks, "error": _ref("Error")}})}
-    feed = {"101": {"description": "WebSocket: JSON messages `subscribed`, then `upload`, `update`, `delete` with `seq`, `collection`, `id`, `document`"}}
-    return {
-        "/health": {"get": operation("Liveness: the process serves", tag=tag, ok={"200": _json("alive", {"type": "object"})}, public=True)},
-        "/ready": {"get": operation("Readiness: object store and database answer", tag=tag, ok={**ready_ok, **not_ready}, public=True)},
-        "/metrics": {"get": operation("Prometheus metrics", tag=tag, ok={"200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}, public=True)},
-        "/events": {"get": operation("Live events of every collection (WebSocket)", tag=tag, ok=feed)},
-        "/collections/{collection}/events": {"get": operation("Live events of one collection (WebSocket)", tag=tag, ok=feed, parameters=[COLLECTION])},
-    }
-
-
-def _datasets_group() -> Group:
-    tag = "datasets"
-    archive = {"description": "a zip streamed as it is made", "content": {"application/zip": {"schema": {"type": "string", "contentMediaType": "application/zip"}}}}
-    body = {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["archive"],
-                    "properties": {"archive": {"type": "string", "contentMediaType": "application/zip", "description": "our export, or the original service's (images + mongodb_data.json)"}},
-                }
-            }
-        },
-    }
-    entry = {"type": "object", "properties": {"id": {"type": "string"}, "member": {"type": "string"}, "status": {"enum": ["skipped", "rejected"]}, "reason": {"type": "string"}}}
-    summary = {
-        "type": "object",
-        "properties": {"collection": {"type": "string"}, "imported": {"type": "integer"}, "skipped": {"type": "integer"}, "rejected": {"type": "integer"}, "entries": {"type": "array", "items": entry}},
-    }
-    return {
-        "/collections/{collection}/export": {
-            "get": operation("Export the images, metadata.jsonl and mongodb_data.json as a zip", tag=tag, ok={"200": archive}, errors=(404, 503), parameters=[COLLECTION])
-        },
-        "/collections/{collection}/import": {
-            "post": operation("Import a dataset zip; ids and times are kept, re-imports skip", tag=tag, ok={"200": _json("what was imported, skipped and rejected, with reasons", summary)}, errors=(409, 413, 415, 503), parameters=[COLLECTION], body=body)
-        },
-    }
-
-
-# Add a group here for every module that registers routes.
-GROUPS: list[Group] = [_edge_group(), _collections_group(), _v1_group(), _objects_group(), _operations_group(), _datasets_group()]
-
-
-def described() -> dict[str, dict[str, Operation]]:
-    """Every documented path -> method -> operation, across the groups."""
-    paths: dict[str, dict[str, Operation]] = {}
-    for group in GROUPS:
-        for path, methods in group.items():
-            paths.setdefault(path, {}).update(methods)
-    return paths
-
-
-def registered(app: web.Application) -> set[tuple[str, str]]:
-    """(method, path template) of every route the app serves, HEAD and preflights aside."""
-    routes = set()
+def _routes(app: web.Application) -> list[tuple[str, str, Any]]:
+    """(method, path template, handler) of every route the app serves, HEAD and preflights aside."""
+    found = []
     for route in app.router.routes():
         if route.method in ("HEAD", "OPTIONS", "*") or route.resource is None:
             continue
-        routes.add((route.method.lower(), route.resource.canonical))
-    return routes
+        found.append((route.method.lower(), route.resource.canonical, route.handler))
+    return found
 
 
-def public_routes() -> set[tuple[str, str]]:
-    return {(m, p) for p, methods in described().items() for m, op in methods.items() if op.get("security") == []}
+def registered(app: web.Application) -> set[tuple[str, str]]:
+    return {(method, path) for method, path, _ in _routes(app)}
+
+
+def _main_routes(app: web.Application) -> dict[tuple[str, str], tuple[Operation, list[str]]]:
+    """(method, main path) -> (operation, alias paths): a handler's first route is its main one."""
+    main: dict[tuple[str, Any], str] = {}
+    found: dict[tuple[str, str], tuple[Operation, list[str]]] = {}
+    for method, path, handler in _routes(app):
+        op = operation_of(handler)
+        if op is None:
+            continue
+        first = main.setdefault((method, handler), path)
+        if first == path:
+            found[(method, path)] = (op, [])
+            continue
+        # An alias is documented by its main route's parameters, so it must take the same ones.
+        if _PLACEHOLDER.findall(path) != _PLACEHOLDER.findall(first):
+            raise ValueError(f"{method.upper()} {path} shares its handler with {first} but not its path parameters")
+        found[(method, first)][1].append(path)
+    return found
+
+
+def described(app: web.Application) -> dict[str, dict[str, Spec]]:
+    """Every documented route, aliases included: path -> method -> operation."""
+    paths: dict[str, dict[str, Spec]] = {}
+    for (method, path), (op, aliases) in _main_routes(app).items():
+        for each in (path, *aliases):
+            paths.setdefault(each, {})[method] = op.spec(each, [])
+    return paths
+
+
+def public_routes(app: web.Application) -> set[tuple[str, str]]:
+    return {(m, p) for p, methods in described(app).items() for m, op in methods.items() if op.get("security") == []}
 
 
 def document(app: web.Application) -> dict[str, Any]:
-    served = registered(app)
-    paths: dict[str, dict[str, Operation]] = {}
-    for path, methods in described().items():
-        kept = {m: op for m, op in methods.items() if (m, path) in served}
-        if kept:
-            paths[path] = kept
+    paths: dict[str, dict[str, Spec]] = {}
+    for (method, path), (op, aliases) in _main_routes(app).items():
+        paths.setdefault(path, {})[method] = op.spec(path, aliases)
     return {
         "openapi": "3.1.0",
         "info": {"title": "image-gateway", "version": __version__, "description": "Images in an object store, metadata in a database, downloads through presigned links."},
@@ -381,7 +274,7 @@ def document(app: web.Application) -> dict[str, Any]:
         "security": [{"bearer": []}, {"apiKey": []}, {"cookie": []}],
         "components": {
             "schemas": {"Error": _ERROR_SCHEMA, "Image": _IMAGE_SCHEMA},
-            "responses": {f"E{s}": _json(text, _ref("Error")) for s, text in ERROR_STATUSES.items()},
+            "responses": {f"E{s}": json_answer(text, ref("Error")) for s, text in ERROR_STATUSES.items()},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "forwarded to the identification URL, or an OIDC JWT"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -391,47 +284,6 @@ def document(app: web.Application) -> dict[str, Any]:
     }
 
 
-_DOCS_SCRIPT = """
-fetch("openapi.json").then(r => r.json()).then(doc => {
-  const main = document.querySelector("main");
-  const text = (tag, value, cls) => { const e = document.createElement(tag); e.textContent = value; if (cls) e.className = cls; return e; };
-  main.append(text("h1", doc.info.title + " " + doc.info.version), text("p", doc.info.description));
-  for (const [path, methods] of Object.entries(doc.paths)) {
-    for (const [method, op] of Object.entries(methods)) {
-      const details = document.createElement("details");
-      const summary = document.createElement("summary");
-      summary.append(text("b", method.toUpperCase() + " ", method), text("code", path), text("span", " " + op.summary));
-      details.append(summary);
-      for (const p of op.parameters || []) details.append(text("div", p.in + " " + p.name + ": " + (p.description || "")));
-      details.append(text("div", "answers: " + Object.keys(op.responses).join(", ") + (op.security ? " (no credentials needed)" : "")));
-      main.append(details);
-    }
-  }
-});
-""".strip()
-_DOCS_STYLE = "body{font-family:sans-serif;margin:2em}details{margin:.3em 0}code{margin:0 .5em}.get{color:#060}.delete{color:#a00}.post,.put,.patch{color:#036}"
-
-
-def _sha256(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
-_DOCS_PAGE = (
-    f'<!doctype html><html><head><meta charset="utf-8"><title>image-gateway API</title><style>{_DOCS_STYLE}</style></head>'
-    f"<body><main></main><noscript>The API is described at <a href=\"openapi.json\">openapi.json</a>.</noscript>"
-    f"<script>{_DOCS_SCRIPT}</script></body></html>"
-)
-# The page's own script and style, by hash; nothing else may run or load but the document.
-DOCS_CSP = f"default-src 'none'; script-src {_sha256(_DOCS_SCRIPT)}; style-src {_sha256(_DOCS_STYLE)}; connect-src 'self'; frame-ancestors 'none'"
-
-
+@operation("This document", tag="service", ok={"200": json_answer("OpenAPI 3.1", {"type": "object"})}, public=True)
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(document(request.app), dumps=lambda value: json.dumps(value, separators=(",", ":")))
-
-
-async def docs(request: web.Request) -> web.Response:
-    return web.Response(text=_DOCS_PAGE, content_type="text/html", headers={"Content-Security-Policy": DOCS_CSP})
-
-
-def routes() -> list[web.RouteDef]:
-    return [web.get("/openapi.json", openapi_json), web.get("/docs", docs)]

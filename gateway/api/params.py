@@ -11,11 +11,12 @@ import base64
 import binascii
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
+from gateway import jsoncodec
 from gateway.errors import Invalid, NotFound
-from gateway.metadata.base import ImageRecord
+from gateway.metadata.base import ImageRecord, iso_time, parse_iso_time
 from gateway.metadata.query import (
     BOOLEAN,
     DEFAULT_LIMIT,
@@ -56,7 +57,7 @@ def parse_json(raw: bytes | str, what: str) -> Any:
     try:
         # strict=False: clients that paste base64 with its line breaks into a JSON string
         # (seed 000's curl flow) send raw control characters inside strings.
-        return json.loads(raw, strict=False)
+        return jsoncodec.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise Invalid(f"{what} is not valid JSON", code="invalid_json") from None
     except RecursionError:
@@ -68,13 +69,9 @@ def parse_time(raw: Any, where: str) -> datetime:
     if not isinstance(raw, str):
         raise Invalid(f"{where}: times are ISO 8601 strings", code="invalid_filter")
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+        return parse_iso_time(raw)
     except ValueError:
         raise Invalid(f"{where}: not an ISO 8601 time", code="invalid_filter") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    try:
-        return parsed.astimezone(timezone.utc)
     except OverflowError:  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
         raise Invalid(f"{where}: time out of range", code="invalid_filter") from None
 
@@ -231,7 +228,7 @@ def _spec(keys: tuple[SortKey, ...]) -> list[list[Any]]:
 
 
 def encode_cursor(cursor: Cursor, descending: bool) -> str:
-    payload = json.dumps({"t": cursor.time.isoformat(), "i": cursor.id, "d": descending}, separators=(",", ":"))
+    payload = json.dumps({"t": iso_time(cursor.time), "i": cursor.id, "d": descending}, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
@@ -239,7 +236,7 @@ def next_cursor(query: ListQuery, record: ImageRecord) -> str:
     """The cursor of the page after `record` (the last of this one) under the query's order."""
     if not query.sort:
         return encode_cursor(Cursor(record.time, record.id), query.descending)
-    values = [v.isoformat() if isinstance(v, datetime) else v for v in sort_values(record, query.sort)]
+    values = [iso_time(v) if isinstance(v, datetime) else v for v in sort_values(record, query.sort)]
     payload = json.dumps({"s": _spec(query.sort), "k": values, "i": record.id}, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 

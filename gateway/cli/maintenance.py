@@ -16,10 +16,8 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from gateway.datasets import ArchiveLimits
-from gateway.datasets.export import DirExport, ZipExport, export_collection
-from gateway.datasets.importer import import_archive
-from gateway.datasets.sources import DirSource, ZipSource
+from gateway.datasets.export import DirExport, ZipExport
+from gateway.datasets.service import DEFAULT_CONCURRENCY, Datasets
 from gateway.config import Config
 from gateway.errors import GatewayError, Invalid
 from gateway.metadata import open_metadata_store
@@ -37,7 +35,7 @@ def _collection(raw: str) -> str:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction) -> None:
     def command(name: str, text: str) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, help=text, description=text)
         parser.add_argument("--config", type=Path, help="YAML configuration file (default: $GATEWAY_CONFIG or config/gateway.yaml)")
@@ -53,7 +51,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     load = command("import", "import a dataset (our export or the original service's) from a zip or a directory")
     load.add_argument("source", type=Path, metavar="DIR_OR_ZIP")
     load.add_argument("--collection", type=_collection, required=True)
-    load.add_argument("--concurrency", type=int, default=4, help="images uploaded at once (default %(default)s)")
+    load.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="images uploaded at once (default %(default)s)")
 
     dump = command("export", "export a collection's images and metadata to a zip or a directory")
     dump.add_argument("collection", type=_collection)
@@ -96,14 +94,11 @@ async def _reconcile(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _import(config: Config, args: argparse.Namespace) -> int:
-    limits = ArchiveLimits(member_bytes=config.limits.max_upload_bytes, total_bytes=config.limits.max_archive_bytes)
-    source: ZipSource | DirSource = DirSource(args.source) if args.source.is_dir() else await asyncio.to_thread(ZipSource, args.source, limits)
     progress = Progress(f"import {args.collection}")
     try:
         async with _service(config) as service:
-            summary = await import_archive(service, args.collection, source, concurrency=args.concurrency, progress=progress)
+            summary = await Datasets(service).import_path(args.collection, args.source, concurrency=args.concurrency, progress=progress)
     finally:
-        source.close()
         progress.close()
     print(json.dumps(summary.as_dict(), indent=2))
     return 1 if summary.rejected else 0
@@ -113,7 +108,8 @@ async def _export(config: Config, args: argparse.Namespace) -> int:
     progress = Progress(f"export {args.collection}")
     target: Path = args.target
     async with _service(config) as service:
-        await service.collection_stats(args.collection)
+        datasets = Datasets(service)
+        await datasets.check_export(args.collection)
         if target.suffix.lower() == ".zip":
             partial = target.with_name(target.name + ".partial")
             with partial.open("wb") as handle:
@@ -121,10 +117,10 @@ async def _export(config: Config, args: argparse.Namespace) -> int:
                 async def write(data: bytes) -> None:
                     await asyncio.to_thread(handle.write, data)
 
-                counts = await export_collection(service, args.collection, ZipExport(write), progress)
+                counts = await datasets.export(args.collection, ZipExport(write), progress=progress)
             partial.replace(target)
         else:
-            counts = await export_collection(service, args.collection, DirExport(target), progress)
+            counts = await datasets.export(args.collection, DirExport(target), progress=progress)
     progress.close()
     print(json.dumps({"collection": args.collection, "target": str(target), **counts}))
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, cast
 
 from gateway.errors import BlobNotFound
-from gateway.metadata.base import ImageRecord
+from gateway.metadata.base import ImageRecord, iso_time
 from gateway.datasets.progress import Progress
 from gateway.service import ImageService
 
@@ -34,19 +33,15 @@ def member_name(record: ImageRecord) -> str:
 
 def record_document(record: ImageRecord) -> dict[str, Any]:
     """Our document as `metadata.jsonl` holds it: every field of the record."""
-    doc = dataclasses.asdict(record)
-    doc.update(_id=doc.pop("id"), member=member_name(record), time=_iso(record.time), updated_at=_iso(record.updated_at))
+    doc = record.to_json()
+    doc.update(_id=doc.pop("id"), member=member_name(record))
     return doc
 
 
 def original_document(record: ImageRecord) -> dict[str, Any]:
     """The original service's document: the properties at top level, beside `_id`, `time`, `image`."""
     reserved = {"_id", "time", "image"}
-    return {**{k: v for k, v in record.properties.items() if k not in reserved}, "_id": record.id, "time": _iso(record.time), "image": member_name(record)}
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {**{k: v for k, v in record.properties.items() if k not in reserved}, "_id": record.id, "time": iso_time(record.time), "image": member_name(record)}
 
 
 class ExportTarget(Protocol):
@@ -83,7 +78,9 @@ class ZipExport:
     def __init__(self, write: Callable[[bytes], Awaitable[None]]):
         self._write = write
         self._sink = _Sink()
-        self._zip = zipfile.ZipFile(self._sink, "w", allowZip64=True)  # type: ignore[arg-type]
+        # typeshed's writable-file protocol asks for close(), which zipfile never calls on a file
+        # it was given; _Sink has none on purpose (see above).
+        self._zip = zipfile.ZipFile(self._sink, "w", allowZip64=True)  # type: ignore[call-overload]
 
     async def _drain(self) -> None:
         data = self._sink.take()

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gateway.errors import Conflict, GatewayError, Invalid, NotFound, TooLarge, Unavailable
-from gateway.metadata.base import ImageRecord
+from gateway.metadata.base import ImageRecord, parse_iso_time, to_millis
 from gateway.datasets.progress import Progress
 from gateway.service import ImageService
 from gateway.names import IMAGE_ID_RE
@@ -72,15 +72,12 @@ def _parse_time(raw: Any) -> datetime | None:
         if isinstance(raw, (int, float)) and not isinstance(raw, bool):
             value = datetime.fromtimestamp(raw / 1000, timezone.utc)
         elif isinstance(raw, str):
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            value = parse_iso_time(raw)
         else:
             raise ValueError
+        return to_millis(value)
     except (ValueError, OverflowError, OSError):
         raise Invalid("the entry's time is not an ISO 8601 date", code="invalid_time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def _entry(doc: Any, ours: bool) -> Entry:
@@ -146,13 +143,18 @@ async def _chunks(source: ImportSource, name: str) -> AsyncIterator[bytes]:
         handle = await asyncio.shield(opening)
     except asyncio.CancelledError:
         # The thread opens the member regardless; close it once it has, or it leaks.
-        opening.add_done_callback(lambda done: done.cancelled() or done.exception() or done.result().close())
+        opening.add_done_callback(_close_once_open)
         raise
     try:
         while chunk := await asyncio.to_thread(handle.read, CHUNK):
             yield chunk
     finally:
         await asyncio.to_thread(handle.close)
+
+
+def _close_once_open(opening: asyncio.Future[io.BufferedReader]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 async def _sha256_of(source: ImportSource, name: str) -> str:

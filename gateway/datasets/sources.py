@@ -23,7 +23,7 @@ class ImportSource(Protocol):
 
     def size(self, name: str) -> int: ...
 
-    def open(self, name: str) -> IO[bytes]: ...
+    def open(self, name: str) -> io.BufferedReader: ...
 
 
 class ZipSource:
@@ -60,8 +60,9 @@ class ZipSource:
     def size(self, name: str) -> int:
         return self._infos[name].file_size
 
-    def open(self, name: str) -> IO[bytes]:
-        return _Bounded(self._zip.open(self._infos[name]), self._infos[name].file_size, name)
+    def open(self, name: str) -> io.BufferedReader:
+        # Buffered, as a file on disk is, so both sources hand out the same kind of reader.
+        return io.BufferedReader(_Bounded(self._zip.open(self._infos[name]), self._infos[name].file_size, name))
 
     def close(self) -> None:
         self._zip.close()
@@ -116,7 +117,7 @@ class DirSource:
     def size(self, name: str) -> int:
         return self._path(name).stat().st_size
 
-    def open(self, name: str) -> IO[bytes]:
+    def open(self, name: str) -> io.BufferedReader:
         return self._path(name).open("rb")
 
     def close(self) -> None:

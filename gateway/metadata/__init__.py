@@ -1,24 +1,34 @@
-"""Metadata stores. `open_metadata_store` picks the backend named by the configuration."""
+"""Metadata backends: image records and, in the same database, the event log.
+
+The configuration names the backend; this is the only place that reads that choice. How a
+backend connects is its own class's business (`open`, `open_with_event_log`), and each backend's
+driver is imported only when that backend runs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 from gateway.config import Config
-from gateway.metadata.base import MetadataStore
+from gateway.metadata.base import EventLog, MetadataStore
 
 
-@asynccontextmanager
-async def open_metadata_store(config: Config) -> AsyncIterator[MetadataStore]:
+def _backend(config: Config) -> type[MetadataStore]:
     if config.metadata.backend == "mongodb":
         from gateway.metadata.mongo import MongoMetadataStore
 
-        assert config.metadata.mongodb_url is not None  # enforced by config validation
-        async with MongoMetadataStore(config.metadata.mongodb_url.reveal(), config.metadata.mongodb_db) as store:
-            yield store
-        return
+        return MongoMetadataStore
     from gateway.metadata.sqlite import SqliteMetadataStore
 
-    async with SqliteMetadataStore(config.data_dir / "metadata.sqlite3") as store:
-        yield store
+    return SqliteMetadataStore
+
+
+def open_metadata(config: Config) -> AbstractAsyncContextManager[tuple[MetadataStore, EventLog]]:
+    """The store and the event log, as the app runs them: one connection to the database where
+    the backend can share it, closed when the context ends."""
+    return _backend(config).open_with_event_log(config)
+
+
+def open_metadata_store(config: Config) -> AbstractAsyncContextManager[MetadataStore]:
+    """Only the store (maintenance commands, tests)."""
+    return _backend(config).open(config)

@@ -1,19 +1,45 @@
-"""The metadata contract: image records and collections, whatever database holds them."""
+"""The metadata contract: image records, collections and the event log, whatever database
+holds them."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
+from gateway.config import Config
 from gateway.metadata.query import Condition, ListQuery
 
 
+# Times are UTC at the millisecond precision MongoDB keeps, so every backend stores the same
+# value; in JSON (the API, the event log, exports) they are ISO 8601 with a `Z`.
+
+
+def to_millis(value: datetime) -> datetime:
+    """`value` in UTC, cut to milliseconds as BSON dates are."""
+    value = value.astimezone(timezone.utc)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
 def utcnow() -> datetime:
-    """Now, at the millisecond precision MongoDB keeps, so every backend stores the same value."""
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    """Now, at the precision every backend stores."""
+    return to_millis(datetime.now(timezone.utc))
+
+
+def iso_time(value: datetime) -> str:
+    """`2024-05-01T12:30:15.123Z`."""
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso_time(raw: str) -> datetime:
+    """An ISO 8601 time as an aware UTC datetime; one without an offset is taken as UTC.
+    `ValueError` if `raw` is not ISO 8601, `OverflowError` if it lies beyond year 9999 in UTC."""
+    parsed = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -42,6 +68,25 @@ class ImageRecord:
     def with_properties(self, properties: dict[str, Any], now: datetime) -> ImageRecord:
         return replace(self, properties=properties, updated_at=now, version=self.version + 1)
 
+    def to_json(self) -> dict[str, Any]:
+        """Every field, in declaration order, as JSON values (times by `iso_time`): what the
+        event log keeps, and what exports and the API documents are made from."""
+        data = {name: getattr(self, name) for name in RECORD_FIELDS}
+        data["time"] = iso_time(self.time)
+        data["updated_at"] = iso_time(self.updated_at)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImageRecord:
+        """The record `to_json` made."""
+        values = dict(data)
+        values["time"] = parse_iso_time(values["time"])
+        values["updated_at"] = parse_iso_time(values["updated_at"])
+        return cls(**values)
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(ImageRecord))
+
 
 @dataclass(frozen=True)
 class CollectionStats:
@@ -57,25 +102,41 @@ class MetadataStore(Protocol):
     """Image records, keyed by (collection, id), and the registry of collections.
 
     Implementations translate their driver's errors: a missing record is `NotFound`, a duplicate
-    key `Conflict`, any other failure `Unavailable`. Conditions come from `validation`, so field
+    key `Conflict`, any other failure `Unavailable`. Conditions come from `api.params`, so field
     names are safe; filter semantics follow MongoDB's (an array property matches when any element
     does; `$ne`/`$nin` also match records without the property; `$eq: null` matches a missing one).
     """
 
     name: str
 
+    @classmethod
+    def open(cls, config: Config) -> AbstractAsyncContextManager[Self]:
+        """The store `config` names, for as long as the context lasts: connected, schema or
+        indexes ensured on entry (`Unavailable` if the database cannot be reached), every
+        connection closed on exit."""
+
+    @classmethod
+    def open_with_event_log(cls, config: Config) -> AbstractAsyncContextManager[tuple[Self, EventLog]]:
+        """`open`, together with the event log kept in the same database; where the two can
+        share a client, they do, and it is closed once both are done."""
+
     async def insert(self, record: ImageRecord) -> None:
         """Add a record; `Conflict` if (collection, id) exists."""
+
+    async def insert_many(self, records: list[ImageRecord]) -> None:
+        """Add records in bulk (imports, benchmarks); `Conflict` if any (collection, id) exists,
+        after adding every record whose id was free."""
 
     async def get(self, collection: str, image_id: str) -> ImageRecord:
         """One record; `NotFound` if absent."""
 
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
-        """Up to `query.limit` records matching, ordered by (time, id) as `query.descending`
-        says, after `query.after` (a keyset cursor) or `query.skip` records."""
+        """Up to `query.limit` records matching `query.conditions` (and owned by `query.owner`
+        unless None), ordered by (time, id) as `query.descending` says, after `query.after` (a
+        keyset cursor) or `query.skip` records."""
 
-    async def count(self, collection: str, conditions: tuple[Condition, ...]) -> int:
-        """How many records match."""
+    async def count(self, collection: str, conditions: tuple[Condition, ...], *, owner: str | None = None) -> int:
+        """How many records match (and are owned by `owner` unless None)."""
 
     async def replace_properties(self, record: ImageRecord, expected_version: int) -> ImageRecord | None:
         """Store `record`'s properties, updated_at and version if the stored version is still
@@ -112,3 +173,53 @@ class MetadataStore(Protocol):
 
     async def ping(self) -> None:
         """Raise `Unavailable` unless the database answers."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the event log: what the service did to a record (`kind` is "upload",
+    "update" or "delete") and the record as it was then, numbered by `seq`."""
+
+    seq: int
+    kind: str
+    record: ImageRecord
+
+
+class EventFeed(Protocol):
+    """Events as the database pushes them (a change stream), until `aclose`."""
+
+    def __aiter__(self) -> EventFeed: ...
+
+    async def __anext__(self) -> Event: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class EventLog(Protocol):
+    """The append-only log of image events in the metadata database, shared by every process
+    and replica that uses it. Each event gets a number from one sequence that only grows; the
+    numbers are unique, but where the database draws them before the insert (MongoDB), two
+    writers may commit 6 before 5, so a reader that polls must allow for a short-lived hole.
+    Events older than `events.retention_seconds` are trimmed now and then.
+
+    Implementations translate their driver's errors into `Unavailable`.
+    """
+
+    async def append(self, kind: str, record: ImageRecord) -> int:
+        """Add an event; its sequence number."""
+
+    async def append_many(self, entries: list[tuple[str, ImageRecord]]) -> None:
+        """Add events in one go, numbered in the order given (except any whose number another
+        writer took meanwhile, which are appended one by one after the rest)."""
+
+    async def latest(self) -> int:
+        """The highest sequence number handed out so far (0 when none)."""
+
+    async def read_after(self, seq: int, limit: int) -> list[Event]:
+        """Up to `limit` events numbered above `seq`, in order of number."""
+
+    async def follow(self) -> EventFeed | None:
+        """A push feed of the events appended from now on, or None when the database offers
+        none (then readers poll `read_after`). Once a feed is returned, no later append is
+        missing from it."""

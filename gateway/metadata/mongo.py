@@ -2,26 +2,31 @@
 
 Records live in one collection, `images`, whose `_id` is `<collection>/<id>`: the object key
 without its extension. Ids are unique per collection, not globally, so an export imported into
-another collection keeps its ids. `collections` holds the registry (generation, drop state).
+another collection keeps its ids. `collections` holds the registry (generation, drop state), and
+`events`/`event_sequence` the event log (`mongo_events`).
+
+The store and the event log take the client they run on (one connection pool to the database);
+whoever opened it closes it: `open` and `open_with_event_log` do both.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from gateway.errors import Conflict, NotFound, Unavailable
-from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
-from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, ListQuery, OWNER_FIELD, keyset, order, sort_position
+from gateway.config import Config
+from gateway.errors import Conflict, NotFound
+from gateway.metadata.base import RECORD_FIELDS, CollectionStats, EventLog, ImageRecord, utcnow
+from gateway.metadata.mongo_client import Client, connect, unavailable_on_failure
+from gateway.metadata.mongo_events import MongoEventLog
+from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, ListQuery, keyset, order, sort_position
 
-_FIELDS = (
-    "collection", "id", "image", "time", "updated_at", "content_type", "format", "width", "height",
-    "size", "sha256", "path", "properties", "owner", "version", "orientation",
-)
 
 
 def _doc_id(collection: str, image_id: str) -> str:
@@ -41,19 +46,17 @@ def _sort_keys(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def _to_doc(record: ImageRecord) -> dict[str, Any]:
-    doc = {name: getattr(record, name) for name in _FIELDS}
+    doc = {name: getattr(record, name) for name in RECORD_FIELDS}
     doc["_id"] = _doc_id(record.collection, record.id)
     doc["sort_keys"] = _sort_keys(record.properties)
     return doc
 
 
 def _to_record(doc: dict[str, Any]) -> ImageRecord:
-    return ImageRecord(**{name: doc.get(name) for name in _FIELDS if name in doc})
+    return ImageRecord(**{name: doc[name] for name in RECORD_FIELDS if name in doc})
 
 
 def _condition(condition: Condition) -> dict[str, Any]:
-    if condition.field == OWNER_FIELD:
-        return {"owner": {condition.op: condition.value}}
     if condition.field in (ID_FIELD, SHA256_FIELD):
         return {"id" if condition.field == ID_FIELD else "sha256": {condition.op: condition.value}}
     field = "time" if condition.field == "time" else f"properties.{condition.field}"
@@ -98,55 +101,77 @@ def _after(terms: list[tuple[str, bool]], values: list[Any]) -> dict[str, Any]:
     return {"$or": alternatives} if alternatives else {"_id": {"$in": []}}
 
 
-def _filter(collection: str, conditions: tuple[Condition, ...]) -> dict[str, Any]:
+def _filter(collection: str, conditions: tuple[Condition, ...], owner: str | None) -> dict[str, Any]:
+    scope: dict[str, Any] = {"collection": collection} if owner is None else {"collection": collection, "owner": owner}
     if not conditions:
-        return {"collection": collection}
-    return {"$and": [{"collection": collection}, *(_condition(c) for c in conditions)]}
+        return scope
+    return {"$and": [scope, *(_condition(c) for c in conditions)]}
 
 
 class MongoMetadataStore:
     name = "mongodb"
 
-    def __init__(self, url: str, database: str, *, timeout_ms: int = 5000):
-        # tz_aware: datetimes come back as UTC-aware, equal to what was stored.
-        self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
-            appname="image-gateway",
-        )
-        self._db = self._client[database]
+    def __init__(self, client: Client, database: str):
+        self._client = client
+        self._db = client[database]
         self._images = self._db["images"]
         self._collections = self._db["collections"]
 
-    async def __aenter__(self) -> MongoMetadataStore:
-        try:
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, config: Config) -> AsyncIterator[MongoMetadataStore]:
+        async with connect(config) as client:
+            store = cls(client, config.metadata.mongodb_db)
+            await store.ensure_indexes()
+            yield store
+
+    @classmethod
+    @asynccontextmanager
+    async def open_with_event_log(cls, config: Config) -> AsyncIterator[tuple[MongoMetadataStore, EventLog]]:
+        async with connect(config) as client:
+            store = cls(client, config.metadata.mongodb_db)
+            await store.ensure_indexes()
+            events = MongoEventLog(client, config.metadata.mongodb_db, timedelta(seconds=config.events.retention_seconds))
+            await events.ensure_indexes()
+            yield store, events
+
+    async def ensure_indexes(self) -> None:
+        with unavailable_on_failure():
             await self._images.create_index([("collection", ASCENDING), ("time", DESCENDING), ("id", DESCENDING)], name="collection_time_id")
             await self._images.create_index([("collection", ASCENDING), ("path", ASCENDING)], name="collection_path")
             await self._images.create_index([("sha256", ASCENDING)], name="sha256")
+            await self._images.create_index(
+                [("collection", ASCENDING), ("owner", ASCENDING), ("time", DESCENDING), ("id", DESCENDING)], name="collection_owner_time_id"
+            )
             await self._backfill_sort_keys()
-        except PyMongoError as exc:
-            await self._client.close()
-            raise Unavailable(f"the metadata database is unreachable ({exc.__class__.__name__})", code="database_unavailable") from exc
-        return self
 
     async def _backfill_sort_keys(self) -> None:
         # Records written before sort keys existed get them once, at start-up.
         async for doc in self._images.find({"sort_keys": {"$exists": False}}, {"properties": 1}):
             await self._images.update_one({"_id": doc["_id"]}, {"$set": {"sort_keys": _sort_keys(doc.get("properties") or {})}})
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._client.close()
-
     # Every driver call goes through here so failures surface as one error type.
     async def _call(self, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except DuplicateKeyError:
-            raise Conflict("an image with that id exists", code="image_exists") from None
-        except PyMongoError as exc:
-            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
+        with unavailable_on_failure():
+            try:
+                return await awaitable
+            except DuplicateKeyError:
+                raise Conflict("an image with that id exists", code="image_exists") from None
 
     async def insert(self, record: ImageRecord) -> None:
         await self._call(self._images.insert_one(_to_doc(record)))
+
+    async def insert_many(self, records: list[ImageRecord]) -> None:
+        if not records:
+            return
+        with unavailable_on_failure():
+            try:
+                # Unordered: every free id is added even when one is taken.
+                await self._images.insert_many([_to_doc(record) for record in records], ordered=False)
+            except BulkWriteError as exc:
+                if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
+                    raise
+                raise Conflict("an image with that id exists", code="image_exists") from None
 
     async def get(self, collection: str, image_id: str) -> ImageRecord:
         doc = await self._call(self._images.find_one({"_id": _doc_id(collection, image_id)}))
@@ -155,17 +180,32 @@ class MongoMetadataStore:
         return _to_record(doc)
 
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
-        spec = _filter(collection, query.conditions)
-        terms, values = _sort_terms(query)
-        if values is not None:
-            spec = {"$and": [spec, _after(terms, values)]}
-        sort = [(name, DESCENDING if descending else ASCENDING) for name, descending in terms]
-        cursor = self._images.find(spec).sort(sort).skip(query.skip).limit(query.limit)
+        spec = _filter(collection, query.conditions, query.owner)
+        if query.sort:
+            terms, values = _sort_terms(query)
+            if values is not None:
+                spec = {"$and": [spec, _after(terms, values)]}
+            sort = [(name, DESCENDING if descending else ASCENDING) for name, descending in terms]
+            cursor = self._images.find(spec).sort(sort).skip(query.skip).limit(query.limit)
+            docs = await self._call(cursor.to_list(length=query.limit))
+            return [_to_record(doc) for doc in docs]
+        if query.after is not None:
+            # The bound on time alone gives MongoDB the index range's start (time <= cursor on
+            # collection_time_id, or collection_owner_time_id for an owner); the `$or` then only
+            # drops the cursor's own time's records up to it, so a deep page reads O(page) keys.
+            op, inclusive = ("$lt", "$lte") if query.descending else ("$gt", "$gte")
+            keyset = {
+                "time": {inclusive: query.after.time},
+                "$or": [{"time": {op: query.after.time}}, {"id": {op: query.after.id}}],
+            }
+            spec = {"$and": [spec, keyset]}
+        direction = DESCENDING if query.descending else ASCENDING
+        cursor = self._images.find(spec).sort([("time", direction), ("id", direction)]).skip(query.skip).limit(query.limit)
         docs = await self._call(cursor.to_list(length=query.limit))
         return [_to_record(doc) for doc in docs]
 
-    async def count(self, collection: str, conditions: tuple[Condition, ...]) -> int:
-        return await self._call(self._images.count_documents(_filter(collection, conditions)))
+    async def count(self, collection: str, conditions: tuple[Condition, ...], *, owner: str | None = None) -> int:
+        return await self._call(self._images.count_documents(_filter(collection, conditions, owner)))
 
     async def replace_properties(self, record: ImageRecord, expected_version: int) -> ImageRecord | None:
         result = await self._call(
@@ -191,24 +231,22 @@ class MongoMetadataStore:
 
     async def records(self, collection: str | None = None) -> AsyncIterator[ImageRecord]:
         spec = {} if collection is None else {"collection": collection}
-        try:
+        with unavailable_on_failure():
             async for doc in self._images.find(spec).sort("path", ASCENDING).batch_size(500):
                 yield _to_record(doc)
-        except PyMongoError as exc:
-            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
 
     async def ensure_collection(self, name: str) -> str:
         upsert = {"$setOnInsert": {"generation": secrets.token_hex(8), "state": "active", "created_at": utcnow()}}
-        try:
-            doc = await self._collections.find_one_and_update(
-                {"_id": name}, upsert, upsert=True, return_document=ReturnDocument.AFTER
-            )
-        except DuplicateKeyError:
-            # Two first uploads raced to create the entry; the other one won, so read theirs.
-            doc = await self._call(self._collections.find_one({"_id": name}))
-        except PyMongoError as exc:
-            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
-        if doc["state"] != "active":
+        with unavailable_on_failure():
+            try:
+                doc = await self._collections.find_one_and_update(
+                    {"_id": name}, upsert, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:
+                # Two first uploads raced to create the entry; the other one won, so read theirs.
+                doc = await self._collections.find_one({"_id": name})
+        # None: the winner's collection was dropped meanwhile, as good as being deleted.
+        if doc is None or doc["state"] != "active":
             raise Conflict("the collection is being deleted", code="collection_dropping")
         return doc["generation"]
 
@@ -238,7 +276,7 @@ class MongoMetadataStore:
         documents = await self._call(self._images.count_documents({"collection": name}))
         if documents == 0:
             return CollectionStats(name, 0, 0, created_at, created_at)
-        pipeline = [{"$match": {"collection": name}}, {"$group": {"_id": None, "bytes": {"$sum": "$size"}}}]
+        pipeline: list[dict[str, Any]] = [{"$match": {"collection": name}}, {"$group": {"_id": None, "bytes": {"$sum": "$size"}}}]
         groups = await self._call((await self._call(self._images.aggregate(pipeline))).to_list(length=1))
         newest = await self._call(
             self._images.find_one({"collection": name}, {"updated_at": 1}, sort=[("updated_at", DESCENDING)])

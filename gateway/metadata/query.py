@@ -21,10 +21,9 @@ class Condition:
     value: Any
 
 
-# The field of the condition on the record's owner; no property key can start with `$`.
-OWNER_FIELD = "$owner"
 # Conditions on the image id ($eq, $ne, $in, $nin; values are checked ids) and on the content
-# hash ($eq, $in; lower-case hex).
+# hash ($eq, $in; lower-case hex). Kept as conditions, unlike the owner: they combine with the
+# filter's own `_id` conditions and sort keys, and no property key can start with `$`.
 ID_FIELD = "$id"
 SHA256_FIELD = "$sha256"
 
@@ -33,7 +32,7 @@ def owned_by(query: ListQuery, owner: str | None) -> ListQuery:
     """The query limited to one owner's records; unchanged for None."""
     if owner is None:
         return query
-    return replace(query, conditions=(*query.conditions, Condition(OWNER_FIELD, "$eq", owner)))
+    return replace(query, owner=owner)
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,9 @@ class ListQuery:
     skip: int = 0
     descending: bool = True
     after: Cursor | None = None
+    # Only this user's records (`auth.scope: user`); None for everyone's. The record's owner,
+    # never a property named "owner".
+    owner: str | None = None
     # Empty: by time as `descending` says (the indexed order). Otherwise these keys, then the id
     # in the direction of the last key; pages continue after `after_key`.
     sort: tuple[SortKey, ...] = ()

@@ -9,16 +9,22 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from gateway.errors import Conflict, NotFound, Unavailable
-from gateway.metadata.base import CollectionStats, ImageRecord, utcnow
-from gateway.metadata.sqlite_thread import OnItsThread, connect
-from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, ListQuery, OWNER_FIELD, keyset, order
+from gateway.config import Config
+from gateway.errors import Conflict, NotFound
+from gateway.metadata.base import CollectionStats, EventLog, ImageRecord, to_millis, utcnow
+from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, ListQuery, keyset, order
+from gateway.metadata.sqlite_events import SqliteEventLog
+from gateway.metadata.sqlite_thread import SqliteThread, connect
 
-T = TypeVar("T")
+# In the data directory; the event log has its own file, so its appends never wait for the
+# metadata database's write lock.
+DATABASE_FILE = "metadata.sqlite3"
+EVENTS_FILE = "events.sqlite3"
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -49,6 +55,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX images_by_time ON images (collection, time, id);
     CREATE INDEX images_by_sha256 ON images (sha256);
     """,
+    # An owner's pages (`auth.scope: user`) are index range seeks too, not filtered scans.
+    """
+    CREATE INDEX images_by_owner ON images (collection, owner, time, id);
+    """,
     "ALTER TABLE images ADD COLUMN orientation INTEGER",
 )
 
@@ -56,13 +66,13 @@ _COLUMNS = (
     "collection, id, image, time, updated_at, content_type, format, width, height, size, sha256, path, "
     "properties, owner, version, orientation"
 )
+_MARKS = ", ".join("?" for _ in _COLUMNS.split(","))
 
 
 def _ts(value: datetime) -> str:
     # Fixed width, so text order is time order. Cut to milliseconds as BSON dates are, so stored
     # times and filter bounds compare exactly as they do in MongoDB.
-    value = value.astimezone(timezone.utc)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return to_millis(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _dt(value: str) -> datetime:
@@ -130,9 +140,6 @@ def _property_match(key: str, op: str, value: Any, params: list[Any]) -> str:
 
 def _condition(condition: Condition, params: list[Any]) -> str:
     field, op, value = condition.field, condition.op, condition.value
-    if field == OWNER_FIELD:
-        params.append(value)
-        return "owner = ?"
     if field in (ID_FIELD, SHA256_FIELD):
         return _column_condition("id" if field == ID_FIELD else "sha256", op, value, params)
     if field == "time":
@@ -227,20 +234,77 @@ def _after(terms: list[tuple[str, list[Any], bool]], values: list[Any], params: 
     return "(" + (" OR ".join(alternatives) or "0") + ")"
 
 
-def _where(collection: str, conditions: tuple[Condition, ...], params: list[Any]) -> str:
+def _where(collection: str, conditions: tuple[Condition, ...], owner: str | None, params: list[Any]) -> str:
     params.append(collection)
-    clauses = ["collection = ?"] + [_condition(c, params) for c in conditions]
+    clauses = ["collection = ?"]
+    if owner is not None:
+        params.append(owner)
+        clauses.append("owner = ?")
+    clauses += [_condition(c, params) for c in conditions]
     return " AND ".join(clauses)
 
 
-class SqliteMetadataStore(OnItsThread):
+def _row(record: ImageRecord) -> tuple[Any, ...]:
+    return (
+        record.collection, record.id, record.image, _ts(record.time), _ts(record.updated_at),
+        record.content_type, record.format, record.width, record.height, record.size,
+        record.sha256, record.path, json.dumps(record.properties), record.owner, record.version,
+        record.orientation,
+    )
+
+
+def find_sql(collection: str, query: ListQuery) -> tuple[str, list[Any]]:
+    """The query of one page. A page in time order is a range seek on (collection, time, id), or
+    on (collection, owner, time, id) for an owner's: the keyset is a row-value comparison, which
+    SQLite turns into the range's start (an `OR` of the two cases it only filters with, walking
+    from the top of the collection: O(depth) instead of O(page)). Property conditions filter the
+    rows met on the way; `skip` walks past its rows. Other orders (`query.sort`) sort the matching
+    rows by their terms, with the keyset spelled out term by term."""
+    if query.sort:
+        return _sorted_find_sql(collection, query)
+    params: list[Any] = []
+    where = _where(collection, query.conditions, query.owner, params)
+    direction = "DESC" if query.descending else "ASC"
+    if query.after is not None:
+        where += f" AND (time, id) {'<' if query.descending else '>'} (?, ?)"
+        params += [_ts(query.after.time), query.after.id]
+    params += [query.limit, query.skip]
+    return f"SELECT {_COLUMNS} FROM images WHERE {where} ORDER BY time {direction}, id {direction} LIMIT ? OFFSET ?", params
+
+
+def _sorted_find_sql(collection: str, query: ListQuery) -> tuple[str, list[Any]]:
+    params: list[Any] = []
+    where = _where(collection, query.conditions, query.owner, params)
+    terms, values = _sort_terms(query)
+    if values is not None:
+        where += " AND " + _after(terms, values, params)
+    order_by = ", ".join(f"{sql} {'DESC' if descending else 'ASC'}" for sql, _, descending in terms)
+    for _, args, _ in terms:
+        params += args
+    params += [query.limit, query.skip]
+    return f"SELECT {_COLUMNS} FROM images WHERE {where} ORDER BY {order_by} LIMIT ? OFFSET ?", params
+
+
+def count_sql(collection: str, conditions: tuple[Condition, ...], owner: str | None) -> tuple[str, list[Any]]:
+    params: list[Any] = []
+    return f"SELECT COUNT(*) FROM images WHERE {_where(collection, conditions, owner, params)}", params
+
+
+class SqliteMetadataStore(SqliteThread):
     name = "sqlite"
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        try:
-            return await super()._run(fn, *args)
-        except sqlite3.Error as exc:
-            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, config: Config) -> AsyncIterator[SqliteMetadataStore]:
+        async with cls(config.data_dir / DATABASE_FILE) as store:
+            yield store
+
+    @classmethod
+    @asynccontextmanager
+    async def open_with_event_log(cls, config: Config) -> AsyncIterator[tuple[SqliteMetadataStore, EventLog]]:
+        retention = timedelta(seconds=config.events.retention_seconds)
+        async with cls.open(config) as store, SqliteEventLog(config.data_dir / EVENTS_FILE, retention) as events:
+            yield store, events
 
     def _open(self) -> None:
         db = connect(self._path)
@@ -272,19 +336,30 @@ class SqliteMetadataStore(OnItsThread):
     async def insert(self, record: ImageRecord) -> None:
         def insert() -> None:
             try:
-                self.db.execute(
-                    f"INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.collection, record.id, record.image, _ts(record.time), _ts(record.updated_at),
-                        record.content_type, record.format, record.width, record.height, record.size,
-                        record.sha256, record.path, json.dumps(record.properties), record.owner, record.version,
-                        record.orientation,
-                    ),
-                )
+                self.db.execute(f"INSERT INTO images ({_COLUMNS}) VALUES ({_MARKS})", _row(record))
             except sqlite3.IntegrityError:
                 raise Conflict("an image with that id exists", code="image_exists") from None
 
         await self._run(insert)
+
+    async def insert_many(self, records: list[ImageRecord]) -> None:
+        def insert_many() -> int:
+            taken = 0
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for record in records:
+                    try:
+                        self.db.execute(f"INSERT INTO images ({_COLUMNS}) VALUES ({_MARKS})", _row(record))
+                    except sqlite3.IntegrityError:
+                        taken += 1
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            return taken
+
+        if await self._run(insert_many):
+            raise Conflict("an image with that id exists", code="image_exists")
 
     async def get(self, collection: str, image_id: str) -> ImageRecord:
         def get() -> ImageRecord:
@@ -298,22 +373,12 @@ class SqliteMetadataStore(OnItsThread):
         return await self._run(get)
 
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
-        params: list[Any] = []
-        where = _where(collection, query.conditions, params)
-        terms, values = _sort_terms(query)
-        if values is not None:
-            where += " AND " + _after(terms, values, params)
-        order_by = ", ".join(f"{sql} {'DESC' if descending else 'ASC'}" for sql, _, descending in terms)
-        for _, args, _ in terms:
-            params += args
-        sql = f"SELECT {_COLUMNS} FROM images WHERE {where} ORDER BY {order_by} LIMIT ? OFFSET ?"
-        params += [query.limit, query.skip]
+        sql, params = find_sql(collection, query)
         rows = await self._run(lambda: self.db.execute(sql, params).fetchall())
         return [_row_to_record(row) for row in rows]
 
-    async def count(self, collection: str, conditions: tuple[Condition, ...]) -> int:
-        params: list[Any] = []
-        sql = f"SELECT COUNT(*) FROM images WHERE {_where(collection, conditions, params)}"
+    async def count(self, collection: str, conditions: tuple[Condition, ...], *, owner: str | None = None) -> int:
+        sql, params = count_sql(collection, conditions, owner)
         return await self._run(lambda: self.db.execute(sql, params).fetchone()[0])
 
     async def replace_properties(self, record: ImageRecord, expected_version: int) -> ImageRecord | None:
@@ -349,6 +414,7 @@ class SqliteMetadataStore(OnItsThread):
 
     async def records(self, collection: str | None = None) -> AsyncIterator[ImageRecord]:
         after = ""
+        params: tuple[str, ...]
         while True:
             # Pages by path keep memory flat however large the table is.
             if collection is None:

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
+from gateway.errors import Unavailable
+
 T = TypeVar("T")
 
 _WAL_SWITCH_SECONDS = 10.0
@@ -36,10 +38,11 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-class OnItsThread:
+class SqliteThread:
     """One SQLite connection, used only from one dedicated thread, so the event loop never
     blocks and the connection is never shared between threads. Subclasses open it in `_open`
-    (run on that thread, setting `_db`) and run their statements through `_run`."""
+    (run on that thread, setting `_db`) and run their statements through `_run`, which turns
+    SQLite's errors into `Unavailable`."""
 
     _thread_name = "sqlite"
 
@@ -49,7 +52,11 @@ class OnItsThread:
         self._db: sqlite3.Connection | None = None
 
     async def __aenter__(self) -> Self:
-        await self._run(self._open)
+        try:
+            await self._run(self._open)
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -57,7 +64,10 @@ class OnItsThread:
         self._executor.shutdown(wait=True)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
 
     def _open(self) -> None:
         raise NotImplementedError

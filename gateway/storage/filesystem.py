@@ -13,19 +13,25 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from gateway.config import Config
 from gateway.errors import BlobNotFound, Conflict, Invalid, Unavailable
-from gateway.storage.signing import UrlSigner
-from gateway.storage.base import BlobInfo
+from gateway.names import COLLECTION_PATTERN, IMAGE_ID_PATTERN
+from gateway.storage.base import RENDITIONS_DIR, BlobInfo
+from gateway.storage.signing import UrlSigner, load_or_create_secret
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_ROUTE = "/_objects/"
-_KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}/[0-9a-f]{24}\.[a-z]{3,4}")
+# In the data directory.
+OBJECTS_DIRECTORY = "objects"
+SECRET_FILE = ".signing_key"
+_KEY_RE = re.compile(rf"{COLLECTION_PATTERN}/(?:_renditions/{IMAGE_ID_PATTERN}/[a-z0-9-]{{1,64}}\.|{IMAGE_ID_PATTERN}\.)[a-z]{{3,4}}")
 _CHUNK = 256 * 1024
 
 
@@ -39,6 +45,16 @@ class FilesystemBlobStore:
         self._tmp.mkdir(parents=True, exist_ok=True)
         log.warning("filesystem object store at %s: for development and single-host use", self.root)
 
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, config: Config) -> AsyncIterator[FilesystemBlobStore]:
+        """The store under `<data_dir>/objects`. Links are signed with `storage.signing_secret`,
+        else with a key generated once into the data directory, which every process sharing
+        the directory reads."""
+        secret = config.storage.signing_secret
+        key = secret.reveal().encode() if secret else await asyncio.to_thread(load_or_create_secret, config.data_dir / SECRET_FILE)
+        yield cls(config.data_dir / OBJECTS_DIRECTORY, UrlSigner(key))
+
     def local_path(self, key: str) -> Path:
         """The file for `key`; refuses anything that is not a well-formed key inside the root."""
         if _KEY_RE.fullmatch(key) is None or ".." in key:
@@ -48,7 +64,9 @@ class FilesystemBlobStore:
             raise Invalid("malformed object key", code="invalid_key")
         return path
 
-    async def put(self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, filename: str) -> None:
+    async def put(
+        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, filename: str, sha256: Callable[[], bytes] | None = None
+    ) -> None:
         target = self.local_path(key)
         fd, tmp_name = await asyncio.to_thread(tempfile.mkstemp, dir=self._tmp, prefix="upload-")
         try:
@@ -81,6 +99,9 @@ class FilesystemBlobStore:
         path = self.local_path(key)
         try:
             await asyncio.to_thread(path.unlink, missing_ok=True)
+            if path.parent.parent.name == RENDITIONS_DIR:
+                # An image's last rendition leaves no directory behind.
+                await asyncio.to_thread(_remove_if_empty, path.parent)
         except OSError as exc:
             raise Unavailable(f"the object store failed to delete ({exc.strerror})", code="storage_unavailable") from exc
 
@@ -89,29 +110,29 @@ class FilesystemBlobStore:
             await self.delete(key)
 
     async def list(self, prefix: str) -> AsyncIterator[BlobInfo]:
-        collection, _, name_prefix = prefix.partition("/")
-        # Sorted as "<dir>/" sorts, so the order is the keys' order ("a-b/..." < "a/...") as in S3.
-        directories = [collection] if "/" in prefix else sorted(
-            (
-                entry for entry in await asyncio.to_thread(os.listdir, self.root)
-                if entry.startswith(collection) and not entry.startswith(".")
-            ),
-            key=lambda entry: entry + "/",
-        )
-        for directory in directories:
-            folder = self.root / directory
-            try:
-                names = sorted(await asyncio.to_thread(os.listdir, folder))
-            except (FileNotFoundError, NotADirectoryError):
+        # Start in the deepest directory the prefix names; below it every entry is walked.
+        directory, _, name_prefix = prefix.rpartition("/")
+        async for blob in self._walk(directory, name_prefix):
+            yield blob
+
+    async def _walk(self, directory: str, name_prefix: str) -> AsyncIterator[BlobInfo]:
+        folder = self.root / directory if directory else self.root
+        try:
+            entries = await asyncio.to_thread(_entries, folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        # A directory sorts as "<name>/" does, so the order is the keys' order ("a-b/..." <
+        # "a/..." < "a0...") as in S3.
+        entries.sort(key=lambda entry: entry[0] + "/" if entry[1] else entry[0])
+        for name, is_dir, size, mtime in entries:
+            if not name.startswith(name_prefix) or (not directory and (name.startswith(".") or not is_dir)):
                 continue
-            for name in names:
-                if not name.startswith(name_prefix if "/" in prefix else ""):
-                    continue
-                try:
-                    stat = await asyncio.to_thread((folder / name).stat)
-                except FileNotFoundError:
-                    continue
-                yield BlobInfo(f"{directory}/{name}", stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+            key = f"{directory}/{name}" if directory else name
+            if is_dir:
+                async for blob in self._walk(key, ""):
+                    yield blob
+            else:
+                yield BlobInfo(key, size, datetime.fromtimestamp(mtime, timezone.utc))
 
     async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False) -> int:
         # Temporary files carry no key, so they belong to no collection: only a whole-store
@@ -160,11 +181,37 @@ def _flush_and_sync(handle: object) -> None:
     os.fsync(handle.fileno())  # type: ignore[attr-defined]
 
 
+def _entries(folder: Path) -> list[tuple[str, bool, int, float]]:
+    found = []
+    with os.scandir(folder) as scan:
+        for entry in scan:
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:
+                continue
+            found.append((entry.name, entry.is_dir(), stat.st_size, stat.st_mtime))
+    return found
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (another rendition), or gone already
+
+
 def _publish(tmp: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
     # A hard link, unlike a rename, refuses to replace an existing file: keys are never reused.
     try:
-        os.link(tmp, target)
+        for attempt in range(3):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(tmp, target)
+                break
+            except FileNotFoundError:
+                # A delete removed the (empty) rendition directory between mkdir and link.
+                if attempt == 2:
+                    raise
     except FileExistsError:
         raise Conflict("an object with that key exists", code="object_exists") from None
     finally:

@@ -7,17 +7,18 @@ local, that client never connects), because a SigV4 signature covers the host th
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import aioboto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.config import S3Config
+from gateway.config import Config
 from gateway.errors import BlobNotFound, Conflict, Unavailable
 from gateway.storage.base import BlobInfo, content_disposition
 
@@ -27,8 +28,9 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 _CHUNK = 256 * 1024
 
 
-class _Failure:
-    """Translate botocore's errors at the boundary: a missing key, or an unavailable store."""
+class _ErrorTranslator:
+    """`with _ErrorTranslator("do x"):` turns botocore's errors into the gateway's at the
+    boundary: a missing key, an existing one, or an unavailable store that failed to do x."""
 
     def __init__(self, action: str):
         self.action = action
@@ -36,7 +38,7 @@ class _Failure:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> Literal[False]:
         if exc is None:
             return False
         if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _MISSING:
@@ -60,36 +62,40 @@ class S3BlobStore:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, config: S3Config) -> AsyncIterator[S3BlobStore]:
+    async def open(cls, config: Config) -> AsyncIterator[S3BlobStore]:
         """The store with its clients, for the app's lifetime; the bucket is ensured on entry."""
+        s3 = config.storage.s3
         session = aioboto3.Session()
         boto_config = BotoConfig(
             signature_version="s3v4",
-            s3={"addressing_style": config.addressing_style},
+            # No SHA-256 of the body for the signature: every put carries an x-amz-checksum-sha256
+            # header, itself signed, that the store verifies against the body; hashing the bytes a
+            # second time for SigV4 (as botocore does over plain HTTP) adds nothing but CPU.
+            s3={"addressing_style": s3.addressing_style, "payload_signing_enabled": False},
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=5,
             read_timeout=60,
             max_pool_connections=50,
         )
         credentials = {
-            "region_name": config.region,
-            "aws_access_key_id": config.access_key_id,
-            "aws_secret_access_key": config.secret_access_key.reveal() if config.secret_access_key else None,
+            "region_name": s3.region,
+            "aws_access_key_id": s3.access_key_id,
+            "aws_secret_access_key": s3.secret_access_key.reveal() if s3.secret_access_key else None,
             "config": boto_config,
         }
         async with AsyncExitStack() as stack:
-            client = await stack.enter_async_context(session.client("s3", endpoint_url=config.endpoint_url, **credentials))
+            client = await stack.enter_async_context(session.client("s3", endpoint_url=s3.endpoint_url, **credentials))
             presigner = client
-            if config.public_endpoint_url and config.public_endpoint_url != config.endpoint_url:
+            if s3.public_endpoint_url and s3.public_endpoint_url != s3.endpoint_url:
                 presigner = await stack.enter_async_context(
-                    session.client("s3", endpoint_url=config.public_endpoint_url, **credentials)
+                    session.client("s3", endpoint_url=s3.public_endpoint_url, **credentials)
                 )
-            store = cls(client, presigner, config.bucket, config.part_size)
-            await store.ensure_bucket(config.region)
+            store = cls(client, presigner, s3.bucket, s3.part_size)
+            await store.ensure_bucket(s3.region)
             yield store
 
     async def ensure_bucket(self, region: str) -> None:
-        with _Failure("check the bucket"):
+        with _ErrorTranslator("check the bucket"):
             try:
                 await self._client.head_bucket(Bucket=self.bucket)
                 return
@@ -107,7 +113,9 @@ class S3BlobStore:
                 if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
 
-    async def put(self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, filename: str) -> None:
+    async def put(
+        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, filename: str, sha256: Callable[[], bytes] | None = None
+    ) -> None:
         # A SHA-256 of each request's body (each part's, for multipart) travels with it and the
         # store refuses a body that does not match, so a corrupted transfer is never stored. Named
         # explicitly, it holds even where AWS_REQUEST_CHECKSUM_CALCULATION turns the default off.
@@ -119,18 +127,23 @@ class S3BlobStore:
             if len(buffer) >= self._part_size:
                 await self._put_multipart(key, buffer, iterator, headers)
                 return
-        with _Failure("store the object"):
+        if sha256 is not None:
+            # The caller hashed these bytes as they arrived: the SDK need not hash them again,
+            # and the checksum now covers them from the moment they reached us.
+            del headers["ChecksumAlgorithm"]
+            headers["ChecksumSHA256"] = base64.b64encode(sha256()).decode()
+        with _ErrorTranslator("store the object"):
             # If-None-Match: a put never replaces an object; keys are never reused.
             await self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer), IfNoneMatch="*", **headers)
 
     async def _put_multipart(self, key: str, buffer: bytearray, rest: AsyncIterator[bytes], headers: dict[str, str]) -> None:
-        with _Failure("start a multipart upload"):
+        with _ErrorTranslator("start a multipart upload"):
             upload = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **headers)
         upload_id = upload["UploadId"]
         parts: list[dict[str, Any]] = []
 
         async def send(body: bytes) -> None:
-            with _Failure("store a part"):
+            with _ErrorTranslator("store a part"):
                 answer = await self._client.upload_part(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=len(parts) + 1, Body=body,
                     ChecksumAlgorithm="SHA256",
@@ -148,7 +161,7 @@ class S3BlobStore:
                     del buffer[: self._part_size]
             if buffer or not parts:
                 await send(bytes(buffer))
-            with _Failure("complete a multipart upload"):
+            with _ErrorTranslator("complete a multipart upload"):
                 await self._client.complete_multipart_upload(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
                 )
@@ -161,7 +174,7 @@ class S3BlobStore:
             raise
 
     async def get(self, key: str) -> AsyncIterator[bytes]:
-        with _Failure("read the object"):
+        with _ErrorTranslator("read the object"):
             answer = await self._client.get_object(Bucket=self.bucket, Key=key)
             # Read through the StreamingBody: entering it yields the raw aiohttp response.
             body = answer["Body"]
@@ -170,13 +183,13 @@ class S3BlobStore:
                     yield chunk
 
     async def delete(self, key: str) -> None:
-        with _Failure("delete the object"):
+        with _ErrorTranslator("delete the object"):
             await self._client.delete_object(Bucket=self.bucket, Key=key)
 
     async def delete_many(self, keys: list[str]) -> None:
         if not keys:
             return
-        with _Failure("delete objects"):
+        with _ErrorTranslator("delete objects"):
             answer = await self._client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
             )
@@ -187,7 +200,7 @@ class S3BlobStore:
 
     async def list(self, prefix: str) -> AsyncIterator[BlobInfo]:
         paginator = self._client.get_paginator("list_objects_v2")
-        with _Failure("list objects"):
+        with _ErrorTranslator("list objects"):
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     yield BlobInfo(item["Key"], item["Size"], item["LastModified"])
@@ -196,7 +209,7 @@ class S3BlobStore:
         # MinIO lists a bucket's multipart uploads only without a prefix, so the filter is ours.
         found = 0
         paginator = self._client.get_paginator("list_multipart_uploads")
-        with _Failure("list incomplete uploads"):
+        with _ErrorTranslator("list incomplete uploads"):
             async for page in paginator.paginate(Bucket=self.bucket):
                 for upload in page.get("Uploads", []):
                     if not upload["Key"].startswith(prefix) or upload["Initiated"] >= older_than:
@@ -207,7 +220,7 @@ class S3BlobStore:
         return found
 
     async def presign(self, key: str, *, ttl: int, content_type: str, filename: str) -> str:
-        with _Failure("sign a link"):
+        with _ErrorTranslator("sign a link"):
             return await self._presigner.generate_presigned_url(
                 "get_object",
                 Params={
@@ -220,5 +233,5 @@ class S3BlobStore:
             )
 
     async def ping(self) -> None:
-        with _Failure("answer"):
+        with _ErrorTranslator("answer"):
             await asyncio.wait_for(self._client.head_bucket(Bucket=self.bucket), timeout=3)

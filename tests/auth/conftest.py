@@ -1,8 +1,8 @@
-"""Apps with authentication on, against the stand-in identity service and JWKS."""
+"""Apps with authentication on, against the stand-in identity service and JWKS (the keys and
+config trees are in tests/auth/helpers.py)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -10,15 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from tests.auth.servers import AUDIENCE, ISSUER, IdentityService, Jwks
-from tests.conftest import APP_BACKENDS, app_overrides, make_config, merge
-
-WRITER_KEY, READER_KEY, OTHER_KEY = "writer-secret-key", "reader-secret-key", "other-secret-key"
-API_KEYS = [
-    {"name": "writer", "sha256": hashlib.sha256(WRITER_KEY.encode()).hexdigest(), "scopes": ["read", "write"]},
-    {"name": "reader", "sha256": hashlib.sha256(READER_KEY.encode()).hexdigest(), "scopes": ["read"]},
-    {"name": "other", "sha256": hashlib.sha256(OTHER_KEY.encode()).hexdigest(), "scopes": ["read", "write"], "collections": ["other-*"]},
-]
+from tests.auth.servers import IdentityService, Jwks
+from tests.helpers import APP_BACKENDS, app_overrides, make_config, merge
 
 
 @pytest.fixture
@@ -38,10 +31,6 @@ async def jwks(aiohttp_server: Any) -> Any:
     return keys
 
 
-def auth_tree(**auth: Any) -> dict[str, Any]:
-    return {"auth": {"enabled": True, "api_keys": API_KEYS, **auth}}
-
-
 @pytest.fixture(params=APP_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
     return app_overrides(request, request.param)
@@ -53,7 +42,3 @@ async def auth_client(aiohttp_client: Any, tmp_path: Path, backend: dict[str, An
         return await aiohttp_client(create_app(make_config(tmp_path, merge(backend, *trees))))
 
     return build
-
-
-def oidc_tree(jwks: Any, **extra: Any) -> dict[str, Any]:
-    return auth_tree(oidc_jwks_uri=jwks.url, oidc_issuer=ISSUER, oidc_audience=AUDIENCE, **extra)

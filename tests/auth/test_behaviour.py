@@ -10,7 +10,7 @@ import pytest
 
 from gateway.auth.identity import IdentityClient
 from gateway.keys import AUTH
-from tests.auth.conftest import WRITER_KEY, auth_tree, oidc_tree
+from tests.auth.helpers import WRITER_KEY, auth_tree, oidc_tree
 from tests.auth.servers import rsa_key
 from tests.helpers import png
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.auth.conftest import READER_KEY, WRITER_KEY, auth_tree
+from tests.auth.helpers import READER_KEY, WRITER_KEY, auth_tree
 from tests.auth.test_behaviour import ALICE, BOB, upload_form
 
 

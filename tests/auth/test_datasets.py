@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.auth.conftest import READER_KEY, WRITER_KEY, auth_tree
+from tests.auth.helpers import READER_KEY, WRITER_KEY, auth_tree
 from tests.helpers import png
 
 ALICE = {"Authorization": "Bearer alice-token"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.api.test_collections import form
-from tests.auth.conftest import OTHER_KEY, WRITER_KEY, auth_tree
+from tests.auth.helpers import OTHER_KEY, WRITER_KEY, auth_tree
 from tests.helpers import png
 from tests.test_observability import metrics_text, value
 

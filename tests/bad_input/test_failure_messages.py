@@ -11,9 +11,8 @@ import pytest
 
 from gateway.app import create_app
 from tests import peers
-from tests.conftest import make_config, mongo_overrides, s3_overrides
+from tests.helpers import make_config, mongo_overrides, png, s3_overrides
 from tests.bad_input.requests import Body, Part, image_form, multipart, send
-from tests.helpers import png
 
 pytestmark = pytest.mark.peers
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from yarl import URL
 
-from gateway.edge import HTTP_PARSER_LIMITS
+from gateway.middlewares import HTTP_PARSER_LIMITS
 from tests.test_cli import serving
 
 pytestmark = pytest.mark.embedded

@@ -20,6 +20,7 @@ from gateway.metadata.base import ImageRecord, MetadataStore
 from gateway.storage.base import object_key
 from gateway.api.params import parse_filter
 from gateway.metadata.query import Cursor, ListQuery
+from tests.protocols import assert_implements
 
 BASE = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -75,6 +76,10 @@ def ids(records: list[ImageRecord]) -> list[str]:
 async def insert_all(store: MetadataStore, records: list[ImageRecord], batch: int = 50) -> None:
     for start in range(0, len(records), batch):
         await asyncio.gather(*(store.insert(record) for record in records[start : start + batch]))
+
+
+async def test_the_backend_implements_the_protocol(metadata_store: MetadataStore) -> None:
+    assert_implements(metadata_store, MetadataStore)
 
 
 # --- records ----------------------------------------------------------------------------------
@@ -658,11 +663,11 @@ async def test_id_and_sha256_conditions(metadata_store: MetadataStore, timeline:
 
 @pytest.fixture
 async def bulk_service(metadata_store: MetadataStore, tmp_path: Any) -> Any:
-    from gateway.config import load_config
     from gateway.service import ImageService
     from gateway.storage import open_blob_store
+    from tests.helpers import make_config
 
-    config = load_config(environ={}, overrides={"data_dir": str(tmp_path / "bulk")})
+    config = make_config(tmp_path)
     async with open_blob_store(config) as blobs:
         yield ImageService(blobs, metadata_store, config)
 
@@ -709,6 +714,28 @@ async def test_bulk_delete_caps_each_call_and_keeps_to_the_filter(metadata_store
     by_id = (Condition(ID_FIELD, "$in", [records[5].id, records[6].id]),)
     assert (await bulk.delete_matching(bulk_service, "photos", by_id, limit=10)).changed == 2
     assert ids(await metadata_store.find("photos", ListQuery(limit=100))) == [records[7].id]
+
+
+async def test_bulk_writes_keep_to_the_callers_scope(metadata_store: MetadataStore, bulk_service: Any) -> None:
+    from gateway import bulk
+    from gateway.service import Scope
+
+    alice = [make_record(time=at(i), owner="alice", properties={"n": i}) for i in range(3)]
+    bob = [make_record(time=at(i), owner="bob", properties={"n": i}) for i in range(2)]
+    await insert_all(metadata_store, [*alice, *bob])
+    everything = parse_filter('{"n": {"$gte": 0}}')
+    patched = await bulk.patch_matching(bulk_service, "photos", everything, {"seen": True}, limit=10, scope=Scope("alice"))
+    assert (patched.matched, patched.changed, patched.more) == (3, 3, False)
+    stored = {r.id: r.properties for r in await metadata_store.find("photos", ListQuery(limit=100))}
+    assert all(stored[r.id] == {"n": r.properties["n"], "seen": True} for r in alice)
+    assert all(stored[r.id] == r.properties for r in bob)
+    deleted = await bulk.delete_matching(bulk_service, "photos", (), limit=10, scope=Scope("bob"))
+    assert (deleted.matched, deleted.changed, deleted.more) == (2, 2, False)
+    assert sorted(ids(await metadata_store.find("photos", ListQuery(limit=100)))) == sorted(r.id for r in alice)
+    # Asked by id for someone else's images, an owner's call finds none of them.
+    theirs = (Condition(ID_FIELD, "$in", [r.id for r in alice]),)
+    assert (await bulk.delete_matching(bulk_service, "photos", theirs, limit=10, scope=Scope("carol"))).matched == 0
+    assert len(await metadata_store.find("photos", ListQuery(limit=100))) == 3
 
 
 async def test_orientation_round_trips(metadata_store: MetadataStore) -> None:

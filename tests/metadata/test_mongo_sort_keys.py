@@ -9,7 +9,7 @@ import pytest
 
 from gateway.metadata import open_metadata_store
 from gateway.metadata.query import ListQuery, SortKey
-from tests.conftest import make_config, mongo_overrides
+from tests.helpers import make_config, mongo_overrides
 from tests.metadata.test_contract import ids, insert_all, make_record
 
 pytestmark = pytest.mark.peers

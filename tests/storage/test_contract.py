@@ -15,9 +15,10 @@ import pytest
 from gateway.app import create_app
 from gateway.errors import BlobNotFound, Conflict, Forbidden, Invalid
 from gateway.storage.signing import UrlSigner
-from gateway.storage.base import BlobStore, object_key
+from gateway.storage.base import BlobStore, object_key, rendition_key, rendition_prefix
 from gateway.storage.filesystem import DOWNLOAD_ROUTE, FilesystemBlobStore
-from tests.conftest import make_config
+from tests.helpers import make_config
+from tests.protocols import assert_implements
 
 MiB = 1024 * 1024
 # Larger than the default 8 MiB part size (and S3's 5 MiB minimum), so S3 backends upload in parts.
@@ -68,6 +69,10 @@ def disposition_filename(header: str) -> str:
         assert charset.upper() == "UTF-8"
         return unquote(encoded, encoding="utf-8", errors="strict")
     return params["filename"].strip('"')
+
+
+async def test_the_backend_implements_the_protocol(blob_store: BlobStore) -> None:
+    assert_implements(blob_store, BlobStore)
 
 
 # --- put / get --------------------------------------------------------------------------------
@@ -187,6 +192,43 @@ async def test_list_stays_inside_the_prefix_in_key_order(blob_store: BlobStore) 
     assert await keys(blob_store, "c/") == []
 
 
+async def test_rendition_keys_list_in_key_order_among_originals(blob_store: BlobStore) -> None:
+    """`<c>/_renditions/<id>/<spec>.<ext>` nests a level deeper than originals; listings still
+    give every key under a prefix in byte order ("0..." < "_renditions/" < "a..."), and deleting
+    an image's renditions leaves its neighbours."""
+    ids = ["0" * 24, "5" * 23 + "f", "a" * 24, "f" * 24]
+    originals = [object_key("rend", ident, "jpg") for ident in ids]
+    renditions = [rendition_key("rend", ident, spec, ext) for ident in ids[1:3] for spec, ext in (("w256-h256-cover-q80", "webp"), ("w64-contain", "png"))]
+    for key in originals + renditions:
+        await put(blob_store, key, b"r")
+    assert await keys(blob_store, "rend/") == sorted(originals + renditions)
+    assert await keys(blob_store, "rend") == sorted(originals + renditions)
+    assert await keys(blob_store, rendition_prefix("rend", ids[1])) == sorted(renditions[:2])
+    assert await keys(blob_store, renditions[0]) == [renditions[0]]
+    assert await read(blob_store, renditions[0]) == b"r"
+    with pytest.raises(Conflict):
+        await put(blob_store, renditions[0], b"again")
+    await blob_store.delete_many(renditions[:2])
+    assert await keys(blob_store, "rend/") == sorted(originals + renditions[2:])
+    await put(blob_store, renditions[0], b"made again")  # after its image's directory was emptied
+    assert await read(blob_store, renditions[0]) == b"made again"
+
+
+@pytest.mark.parametrize(("extension", "content_type"), [("avif", "image/avif"), ("webp", "image/webp")])
+async def test_presigned_rendition_is_served_with_its_type(blob_store: BlobStore, extension: str, content_type: str, tmp_path: Path, aiohttp_client: Any) -> None:
+    key = rendition_key("rend", "1" * 24, "w10-contain-q80", extension)
+    await put(blob_store, key, b"rendered", content_type=content_type, filename=f"photo.{extension}")
+    url = await blob_store.presign(key, ttl=60, content_type=content_type, filename=f"photo.{extension}")
+    if isinstance(blob_store, FilesystemBlobStore):
+        client = await aiohttp_client(create_app(make_config(tmp_path)))
+        response = await client.get(url)
+        status, headers, served = response.status, response.headers, await response.read()
+    else:
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            status, headers, served = response.status, response.headers, await response.read()
+    assert (status, served, headers["Content-Type"]) == (200, b"rendered", content_type)
+
+
 # --- presign ----------------------------------------------------------------------------------
 
 FILENAMES = ["photo.png", "Grüße aus Köln 東京 \"quoted\".png"]
@@ -294,6 +336,10 @@ async def test_ping(blob_store: BlobStore) -> None:
         "..%2f" + "0" * 24 + ".png",
         "photos/" + "0" * 24 + ".png\x00",
         "photos\x00/" + "0" * 24 + ".png",
+        "photos/_renditions/../" + "0" * 24 + ".png",
+        "photos/_renditions/" + "0" * 24 + "/../../../x.png",
+        "photos/_renditions/" + "0" * 24 + "/a/b.png",
+        "photos/_other/" + "0" * 24 + "/w1.png",
         "photos/" + "0" * 24 + ".png/../../x",
         "photos/./" + "0" * 24 + ".png",
         ".tmp/" + "0" * 24 + ".png",

@@ -21,7 +21,7 @@ import pytest
 from gateway.errors import Unavailable
 from gateway.storage import open_blob_store
 from gateway.storage.s3 import S3BlobStore
-from tests.conftest import make_config, storage_overrides
+from tests.helpers import make_config, storage_overrides
 
 pytestmark = pytest.mark.peers
 
@@ -64,3 +64,23 @@ async def test_corrupted_transfer_is_refused(store: S3BlobStore, size: int, oper
     data = os.urandom(size)
     await store.put(key, chunks(data), content_type="image/png", filename="a.png")
     assert b"".join([chunk async for chunk in store.get(key)]) == data
+
+
+async def test_the_callers_digest_is_the_checksum_sent(store: S3BlobStore) -> None:
+    """With `sha256` given, the store sends that digest rather than hashing again: a body
+    corrupted after it arrived is refused, and so is a digest that does not match the bytes."""
+    import hashlib
+
+    data = os.urandom(64 * 1024)
+    events = store._client.meta.events
+    events.register("before-sign.s3.PutObject", corrupt, unique_id="corrupt")
+    try:
+        with pytest.raises(Unavailable):
+            await store.put("wire/0123456789abcdef0123456a.png", chunks(data), content_type="image/png", filename="a.png", sha256=lambda: hashlib.sha256(data).digest())
+    finally:
+        events.unregister("before-sign.s3.PutObject", unique_id="corrupt")
+    with pytest.raises(Unavailable):
+        await store.put("wire/0123456789abcdef0123456b.png", chunks(data), content_type="image/png", filename="a.png", sha256=lambda: hashlib.sha256(b"other").digest())
+    assert [blob.key async for blob in store.list("wire/")] == []
+    await store.put("wire/0123456789abcdef0123456c.png", chunks(data), content_type="image/png", filename="a.png", sha256=lambda: hashlib.sha256(data).digest())
+    assert b"".join([chunk async for chunk in store.get("wire/0123456789abcdef0123456c.png")]) == data

@@ -1,0 +1,82 @@
+"""Every route the gateway serves, once, each with a name (links are built with `url_for`).
+
+A handler routed on several paths is documented at its first route, and lists the others as
+aliases (see `gateway.api.openapi`); so each alias below follows its main route.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway import metrics
+from gateway.api import collections, compat, datasets, docs, feeds, gallery, health, openapi, signed_downloads, v1
+from gateway.config import Config
+from gateway.keys import METRICS
+from gateway.middlewares import Handler
+from gateway.storage.filesystem import DOWNLOAD_ROUTE
+
+# The original service answered under /images, /documents and /items alike; the first is the main one.
+IMAGE_NOUNS = ("images", "documents", "items")
+
+
+def _add(app: web.Application, path: str, name: str, **methods: Handler) -> None:
+    """One named resource with a handler per method (`get` also answers HEAD)."""
+    resource = app.router.add_resource(path, name=name)
+    for method, handler in methods.items():
+        if method == "get":
+            resource.add_route("HEAD", handler)  # as `add_get` does
+        resource.add_route(method.upper(), handler)
+
+
+def setup_routes(app: web.Application, config: Config) -> None:
+    def add(path: str, name: str, **methods: Handler) -> None:
+        _add(app, path, name, **methods)
+
+    # The service, its description and operations.
+    add("/", "service", get=collections.app_info)
+    add("/openapi.json", "openapi", get=openapi.openapi_json)
+    add("/docs", "docs", get=docs.docs)
+    add("/docs/{file}", "docs_file", get=docs.docs_file)
+    add("/gallery", "gallery", get=gallery.index)
+    add("/gallery/", "gallery_slash", get=gallery.index)
+    add("/gallery/{name:.+}", "gallery_file", get=gallery.asset)
+    add("/health", "health", get=health.health)
+    add("/ready", "ready", get=health.ready)
+    # metrics.py stays below the API, so its handler gets its operation here.
+    add("/metrics", "metrics", get=health.METRICS_OPERATION(metrics.exposition_handler(app[METRICS])))
+    add("/events", "events", get=feeds.all_events)
+
+    # Seed 001: collections of images.
+    add("/collections", "collections", get=collections.list_collections)
+    add("/collections/{collection}", "collection", get=collections.get_collection, delete=collections.delete_collection)
+    add("/collections/{collection}/events", "collection_events", get=feeds.collection_events)
+    add("/collections/{collection}/export", "export_dataset", get=datasets.export_dataset)
+    add("/collections/{collection}/import", "import_dataset", post=datasets.import_dataset)
+    # The later releases' property discovery.
+    add("/collections/{collection}/fields", "fields", get=compat.list_fields)
+    add("/collections/{collection}/fields/{key}", "field_values", get=compat.field_values)
+    for noun in IMAGE_NOUNS:
+        base = f"/collections/{{collection}}/{noun}"
+        add(
+            base, noun, get=collections.list_images, post=collections.upload_image,
+            patch=compat.patch_matching, delete=compat.delete_matching,
+        )  # fmt: skip
+        add(
+            base + "/{image_id}", f"{noun}.image", get=collections.get_image, put=collections.replace_properties,
+            patch=collections.patch_properties, delete=collections.delete_image,
+        )  # fmt: skip
+        add(base + "/{image_id}/info", f"{noun}.info", get=collections.get_image)
+        add(base + "/{image_id}/image", f"{noun}.download", get=collections.download)
+        add(base + "/{image_id}/file", f"{noun}.file", get=collections.download)
+
+    # Seed 000: /v1/images over the default collection, and the same with a trailing slash.
+    add("/v1/images", "v1.images", get=v1.list_images, post=v1.create_image)
+    add("/v1/images/{image_id}", "v1.image", get=v1.get_image, delete=v1.delete_image)
+    add("/v1/images/{image_id}/image", "v1.download", get=v1.download)
+    add("/v1/images/", "v1.images.slash", get=v1.list_images, post=v1.create_image)
+    add("/v1/images/{image_id}/", "v1.image.slash", get=v1.get_image, delete=v1.delete_image)
+    add("/v1/images/{image_id}/image/", "v1.download.slash", get=v1.download)
+
+    if config.storage.backend == "filesystem":
+        # The store's files are served here, through the LOCAL_FILES it supplies.
+        add(DOWNLOAD_ROUTE + "{key:.+}", "signed_download", get=signed_downloads.serve_object)
