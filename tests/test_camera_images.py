@@ -39,7 +39,7 @@ def inspect(data: bytes, chunk: int = 1000) -> ImageInspector:
 
 @pytest.mark.embedded
 @pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "WEBP", "PNG", "AVIF", "HEIF"])
-@pytest.mark.parametrize("orientation", [None, 1, 3, 6, 8])
+@pytest.mark.parametrize("orientation", [None, 1, 2, 3, 4, 5, 6, 7, 8])
 def test_orientation_and_stored_size(fmt: str, orientation: int | None) -> None:
     info = inspect(camera_image(fmt, orientation=orientation)).info
     assert info is not None and info.format.name == fmt
@@ -51,6 +51,29 @@ def test_orientation_and_stored_size(fmt: str, orientation: int | None) -> None:
         assert info.orientation in (1, None)  # their encoders drop an upright tag
     else:
         assert info.orientation == orientation
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("orientation", [None, 3, 5, 6])
+def test_a_large_avif_has_its_orientation_from_the_first_bytes(orientation: int | None) -> None:
+    """Identified while it streams (its `meta` box comes first), not once whole."""
+    import random
+
+    rng = random.Random(orientation)
+    noise = Image.frombytes("RGB", (640, 480), rng.randbytes(640 * 480 * 3))
+    options = {}
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        options["exif"] = exif.tobytes()
+    buffer = io.BytesIO()
+    noise.save(buffer, "AVIF", **options)
+    data = buffer.getvalue()
+    assert len(data) > 16 * 1024
+    inspector = ImageInspector(max_pixels=10_000_000)
+    inspector.feed(data[:4096])
+    assert inspector.info is not None
+    assert (inspector.info.width, inspector.info.height, inspector.info.orientation) == (640, 480, orientation)
 
 
 @pytest.mark.embedded
