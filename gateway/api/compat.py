@@ -56,7 +56,7 @@ def parse_projection(params: Any) -> tuple[tuple[str, ...], ...] | None:
     names = [n for n in re.split(r"[\s,]+", params[given[0]]) if n]
     if not names or len(names) > MAX_PROJECTION:
         raise Invalid(f"{given[0]} names 1 to {MAX_PROJECTION} fields", code="invalid_parameter")
-    paths = []
+    paths: list[tuple[str, ...]] = []
     for name in names:
         if name in DOCUMENT_FIELDS:
             paths.append((name,))

@@ -262,7 +262,7 @@ def decode_cursor(raw: str, descending: bool, sort: tuple[SortKey, ...] = ()) ->
         payload = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
         if sort:
             same_order = payload["s"] == _spec(sort)
-            values = []
+            values: list[Any] = []
             for key, value in zip(sort, payload["k"], strict=True):
                 if key.field == "time":
                     values.append(parse_time(value, "cursor"))
