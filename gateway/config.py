@@ -133,8 +133,9 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class CorsConfig:
-    # Empty: no CORS headers at all. "*" allows any origin (credentials are then not allowed).
-    allowed_origins: tuple[str, ...] = ()
+    # "*" (the default, as the original service's Express `cors()`): any origin may call, never
+    # with credentials. A list: only those origins. Empty: no CORS headers at all.
+    allowed_origins: tuple[str, ...] = ("*",)
     max_age_seconds: int = 600
 
 

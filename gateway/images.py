@@ -40,6 +40,9 @@ FORMATS = {
     )
 }
 CONTENT_TYPES = {f.extension: f.content_type for f in FORMATS.values()}
+ACCEPTED = "JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF or HEIC/HEIF"
+# EXIF orientations 5-8 turn the picture a quarter: displayed width is the stored height.
+EXIF_ORIENTATION = 0x0112
 
 # Header buffering grows through these sizes until Pillow can read the dimensions; a JPEG with
 # large EXIF/ICC segments can put its frame header far from the start.
@@ -52,9 +55,8 @@ Image.MAX_IMAGE_PIXELS = None
 pillow_heif.register_heif_opener()
 
 # ISO base media file brands (the `ftyp` box): AV1 images, and HEVC ones.
-_AVIF_BRANDS = (b"avif", b"avis")
-_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
-_SUPPORTED = "JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF or HEIC"
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 
 def sniff(head: bytes) -> ImageFormat | None:
@@ -72,18 +74,25 @@ def sniff(head: bytes) -> ImageFormat | None:
     if head[:2] == b"BM" and len(head) >= 18:
         return FORMATS["BMP"]
     if head[4:8] == b"ftyp":
-        if head[8:12] in _AVIF_BRANDS:
+        size = int.from_bytes(head[:4], "big")
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)}
+        # A `mif1` file names what it holds among its compatible brands; AVIF wins a tie
+        # (libheif decodes HEVC only).
+        if brands & _AVIF_BRANDS:
             return FORMATS["AVIF"]
-        if head[8:12] in _HEIF_BRANDS:
+        if brands & _HEIF_BRANDS:
             return FORMATS["HEIF"]
     return None
 
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """What the header says: the stored pixel size and the EXIF orientation (None without one)."""
+
     format: ImageFormat
     width: int
     height: int
+    orientation: int | None = None
 
 
 class ImageInspector:
@@ -112,7 +121,7 @@ class ImageInspector:
         if self._format is None and len(self._head) >= 18:
             self._format = sniff(bytes(self._head[:32]))
             if self._format is None:
-                raise Unsupported(f"the bytes are not a supported image ({_SUPPORTED})", code="unsupported_image")
+                raise Unsupported(f"the bytes are not a supported image ({ACCEPTED})", code="unsupported_image")
         while self._attempt < len(_ATTEMPTS) and len(self._head) >= _ATTEMPTS[self._attempt]:
             if self._identify(complete=False):
                 return
@@ -127,7 +136,7 @@ class ImageInspector:
             if self._format is None:
                 self._format = sniff(bytes(self._head[:32]))
             if self._format is None:
-                raise Unsupported(f"the bytes are not a supported image ({_SUPPORTED})", code="unsupported_image")
+                raise Unsupported(f"the bytes are not a supported image ({ACCEPTED})", code="unsupported_image")
             if not self._identify(complete=True):
                 raise Invalid("the image is truncated or corrupt", code="invalid_image")
         assert self.info is not None
@@ -138,12 +147,14 @@ class ImageInspector:
     def _identify(self, *, complete: bool) -> bool:
         assert self._format is not None
         data = bytes(self._head)
+        orientation = None
         if self._format.name in ("WEBP", "AVIF") and not complete:
             # Pillow opens a WebP or an AVIF only whole; the size is in the first bytes.
             size = _webp_size(data) if self._format.name == "WEBP" else _avif_size(data)
             if size is None:
                 return False
             width, height = size
+            orientation = _avif_orientation(data) if self._format.name == "AVIF" else None
             self._required_size = _required_size(self._format, data, None)
         else:
             try:
@@ -154,6 +165,10 @@ class ImageInspector:
                     warnings.simplefilter("ignore")
                     with Image.open(io.BytesIO(data), formats=[self._format.name]) as image:
                         width, height = image.size
+                        orientation = _avif_orientation(data) if self._format.name == "AVIF" else _orientation(image)
+                        if self._format.name in ("HEIF", "TIFF") and orientation in (5, 6, 7, 8):
+                            # libheif, and Pillow for a TIFF, give the size as displayed.
+                            width, height = height, width
                         self._required_size = _required_size(self._format, data, image)
             except Image.DecompressionBombError:
                 raise TooLarge("the image has too many pixels", code="too_many_pixels") from None
@@ -168,7 +183,7 @@ class ImageInspector:
                 f"the image has {width}x{height} pixels, more than the limit of {self._max_pixels}",
                 code="too_many_pixels",
             )
-        self.info = ImageInfo(self._format, width, height)
+        self.info = ImageInfo(self._format, width, height, orientation)
         self._head = bytearray()
         return True
 
@@ -200,6 +215,35 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
     if kind == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
         return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
     return None
+
+
+def _orientation(image: Image.Image) -> int | None:
+    if image.format == "WEBP":
+        # A WebP's EXIF chunk follows its pixels, which stream past unkept: never known for a
+        # large file, so not reported for a small one either.
+        return None
+    if image.format == "HEIF":
+        # pillow-heif applies the rotation itself and keeps the file's value aside.
+        value = image.info.get("original_orientation")
+    elif image.format == "TIFF":
+        value = getattr(image, "tag_v2", {}).get(EXIF_ORIENTATION)
+    else:
+        # From the EXIF block the header held: `getexif()` would read a PNG to its end.
+        raw = image.info.get("exif")
+        if not isinstance(raw, bytes):
+            return None
+        exif = Image.Exif()
+        try:
+            exif.load(raw)
+        except Exception:  # noqa: BLE001 - a broken EXIF block says nothing; the image stands
+            return None
+        value = exif.get(EXIF_ORIENTATION)
+    return value if isinstance(value, int) and 1 <= value <= 8 else None
+
+
+def displayed_size(width: int, height: int, orientation: int | None) -> tuple[int, int]:
+    """The size a viewer shows for a stored pixel size and an EXIF orientation."""
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
@@ -242,6 +286,39 @@ def _avif_size(head: bytes) -> tuple[int, int] | None:
                         widths.append(struct.unpack(">II", head[prop_start + 4 : prop_start + 12]))
         return max(widths, key=lambda size: size[0] * size[1]) if widths else None
     return None
+
+
+# HEIF's `irot` (quarter turns anticlockwise) and `imir` (axis 0: top to bottom, 1: left to right),
+# applied in that order, as EXIF orientations (libavif's mapping; the identity is no orientation).
+_AVIF_TRANSFORMS = {
+    (1, None): 8, (2, None): 3, (3, None): 6,
+    (0, 0): 4, (1, 0): 5, (2, 0): 2, (3, 0): 7,
+    (0, 1): 2, (1, 1): 7, (2, 1): 4, (3, 1): 5,
+}
+
+
+def _avif_orientation(head: bytes) -> int | None:
+    """An AVIF's orientation from the `irot`/`imir` properties of its `meta` box: where libavif
+    keeps it (Pillow writes an EXIF orientation as these), and known from the first bytes. The
+    first of each counts: the primary image's, for the files encoders write."""
+    turns, axis = 0, None
+    for kind, payload, end in _boxes(head, 0, len(head)):
+        if kind != b"meta":
+            continue
+        for inner, start, stop in _boxes(head, payload + 4, min(end, len(head))):
+            if inner != b"iprp":
+                continue
+            for group, group_start, group_end in _boxes(head, start, stop):
+                if group != b"ipco":
+                    continue
+                found: dict[bytes, bytes] = {}
+                for prop, prop_start, prop_end in _boxes(head, group_start, group_end):
+                    found.setdefault(prop, head[prop_start:prop_end])
+                if found.get(b"irot"):
+                    turns = found[b"irot"][0] & 3
+                if found.get(b"imir"):
+                    axis = found[b"imir"][0] & 1
+    return _AVIF_TRANSFORMS.get((turns, axis))
 
 
 def _required_size(fmt: ImageFormat, head: bytes, image: Image.Image | None) -> int:

@@ -54,7 +54,7 @@ class ParserLimits(TypedDict):
 HTTP_PARSER_LIMITS: ParserLimits = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
 _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
 _REQUEST_HEADERS = "Authorization, Content-Type, If-Match, X-API-Key, X-Request-ID"
-_EXPOSED = "ETag, Link, Location, X-Request-ID, X-Total-Count"
+_EXPOSED = "Content-Disposition, ETag, Link, Location, X-Request-ID, X-Total-Count"
 
 
 class Outcome:
@@ -176,7 +176,9 @@ def _allowed_origin(request: web.Request) -> str | None:
 def _decorate(headers: MutableMapping[str, str], request: web.Request, origin: str | None) -> None:
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
-    if request.app[CONFIG].cors.allowed_origins:
+    allowed = request.app[CONFIG].cors.allowed_origins
+    if allowed and "*" not in allowed:
+        # The answer names the caller's origin, so caches must keep one copy per origin.
         headers.setdefault("Vary", "Origin")
     if origin is not None:
         headers["Access-Control-Allow-Origin"] = origin

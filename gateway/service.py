@@ -28,7 +28,7 @@ from gateway.errors import BlobNotFound, Conflict, Forbidden, GatewayError, NotF
 from gateway.images import ImageInspector
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
 from gateway.storage.base import DELETE_MANY_LIMIT, BlobStore, collection_prefix, object_key, rendition_prefix
-from gateway.metadata.query import ListQuery, owned_by
+from gateway.metadata.query import SHA256_FIELD, Condition, ListQuery, owned_by
 from gateway.names import new_image_id
 from gateway.properties import merge_patch
 from gateway.properties import validate_properties as valid_properties
@@ -175,6 +175,13 @@ class Upload:
             self._key_taken = True
             raise Conflict("an image with that id exists", code="image_exists") from None
 
+    async def existing_copy(self) -> ImageRecord | None:
+        """The oldest image of this collection (of this owner, when there is one) whose bytes are
+        the ones stored so far, if any: what `dedupe` answers instead of a second copy."""
+        query = ListQuery((Condition(SHA256_FIELD, "$eq", self.sha256),), limit=1, descending=False, owner=self.owner)
+        found = await self._service.meta.find(self.collection, query)
+        return found[0] if found else None
+
     async def _insert(self, record: ImageRecord) -> None:
         try:
             await self._service.meta.insert(record)
@@ -220,7 +227,7 @@ class Upload:
             collection=self.collection, id=self.id, image=self._filename, time=now, updated_at=now,
             content_type=info.format.content_type, format=info.format.name.lower(), width=info.width,
             height=info.height, size=self._inspector.size, sha256=self._sha256.hexdigest(), path=self._key,
-            properties=properties, owner=self.owner,
+            properties=properties, owner=self.owner, orientation=info.orientation,
         )
         # Usually no round trip: the generation is reused from an earlier upload (see
         # `ImageService.collection_generation`), so the common case is the insert and the check.
@@ -335,7 +342,7 @@ class ImageService:
         if with_total:
             # A page that reaches the end from an offset knows the total without counting, which
             # is a scan of the collection on FerretDB.
-            ends = len(records) <= query.limit and query.after is None
+            ends = len(records) <= query.limit and query.after is None and query.after_key is None
             if ends and (records or not query.skip):
                 total = query.skip + len(records)
             else:

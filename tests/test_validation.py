@@ -360,7 +360,11 @@ def test_sort(raw: str, descending: bool) -> None:
     assert query(sort=raw).descending is descending
 
 
-@pytest.mark.parametrize("raw", ["name", "+time", "-time ", "TIME", "", "-_id"])
+@pytest.mark.parametrize(
+    "raw",
+    ["", "-", "$where", "-$where", "a.b", "-a\x00", '{"time": 2}', '{"time": "up"}', '{"time": true}', "{}", '{"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}',
+     '{"_id": 1, "id": -1}', '{"$natural": 1}', '{"a.b": 1}', "{", '["time"]', '[["time", 1, 2]]', "[]"],
+)
 def test_bad_sort(raw: str) -> None:
     with pytest.raises(Invalid) as caught:
         query(sort=raw)

@@ -25,12 +25,12 @@ from gateway.api.common import (
     service,
     within,
 )
-from gateway.api.openapi import IF_MATCH, LIST_PARAMS, REDIRECT, RENDITION_PARAMS, image_ok, json_answer, operation, ref
+from gateway.api.openapi import IF_MATCH, LIST_PARAMS, REDIRECT, RENDITION_PARAMS, image_ok, json_answer, operation, query_param, ref
 from gateway.errors import Invalid, TooLarge, Unsupported
 from gateway.keys import BLOBS, CONFIG, METADATA, USER_ID
-from gateway.api.params import encode_cursor, list_query, no_query, parse_json
+from gateway.api.compat import parse_projection, project
+from gateway.api.params import SKIP_NAMES, list_query, next_cursor, no_query, parse_json
 from gateway.metadata.base import iso_time
-from gateway.metadata.query import Cursor
 from gateway.names import collection_name, image_id
 from gateway.jsoncodec import json_response
 
@@ -46,7 +46,8 @@ _MULTIPART = {
                 "type": "object",
                 "required": ["image"],
                 "properties": {
-                    "image": {"type": "string", "contentMediaType": "application/octet-stream", "description": "the image (JPEG, PNG, GIF, WebP, ...)"},
+                    "image": {"type": "string", "contentMediaType": "application/octet-stream", "description": "the image: JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF or HEIC/HEIF"},
+                    "dedupe": {"type": "string", "enum": ["true", "false", "1", "0"], "description": "as the dedupe query parameter"},
                     "json": {"type": "string", "description": "a JSON object of typed properties"},
                 },
                 "additionalProperties": {"type": "string", "description": "a string property"},
@@ -129,9 +130,14 @@ def _client_filename(raw: str | None) -> str | None:
         return raw
 
 
-@operation("Upload an image (multipart)", tag=TAG, ok=image_ok("the stored image"), errors=(409, 413, 415, 503), body=_MULTIPART)
+@operation(
+    "Upload an image (multipart)", tag=TAG, ok=image_ok("the stored image, or with `duplicate: true` the one already holding these bytes (dedupe)"),
+    errors=(409, 413, 415, 503), body=_MULTIPART,
+    parameters=(query_param("dedupe", {"type": "boolean"}, "answer an image with the same bytes instead of storing a copy (also a form field)"),),
+)
 async def upload_image(request: web.Request) -> web.Response:
-    no_query(request.query)
+    no_query(request.query, allowed=("dedupe",))
+    dedupe = _flag(request.query.get("dedupe", "false"), "dedupe")
     collection = collection_name(request.match_info["collection"])
     if request.content_type != "multipart/form-data":
         raise Unsupported("uploads are multipart/form-data with the file in the field 'image'", code="expected_multipart")
@@ -146,6 +152,8 @@ async def upload_image(request: web.Request) -> web.Response:
                 await upload.put_image(part_chunks(part, limits.body_idle_timeout_seconds), _client_filename(part.filename))
             elif part.filename is not None:
                 raise Invalid(f"unexpected file in field {name!r}; the image goes in 'image'", code="unexpected_file")
+            elif name == "dedupe":
+                dedupe = _flag(await _field_text(part, 16, limits.body_idle_timeout_seconds), "dedupe")
             elif name in JSON_FIELDS:
                 value = parse_json(await _field_text(part, limits.max_properties_bytes, limits.body_idle_timeout_seconds), f"form field {name!r}")
                 if not isinstance(value, dict):
@@ -157,9 +165,18 @@ async def upload_image(request: web.Request) -> web.Response:
                 fields[name] = await _field_text(part, limits.max_properties_bytes, limits.body_idle_timeout_seconds)
         if not upload.has_image:
             raise Invalid("the upload has no file in the field 'image'", code="missing_image")
+        if dedupe and (existing := await upload.existing_copy()) is not None:
+            # Not committed: leaving the block removes the copy just stored.
+            return json_response({**document(request, existing), "duplicate": True}, headers={"ETag": etag(existing)})
         # Plain fields are string properties; a JSON field supplies typed ones and wins.
         record = await upload.commit({**fields, **typed})
     return json_response(document(request, record), headers={"ETag": etag(record)})
+
+
+def _flag(raw: str, name: str) -> bool:
+    if raw not in ("true", "false", "1", "0"):
+        raise Invalid(f"{name} is true or false", code="invalid_parameter")
+    return raw in ("true", "1")
 
 
 @operation(
@@ -168,7 +185,8 @@ async def upload_image(request: web.Request) -> web.Response:
 )
 async def list_images(request: web.Request) -> web.Response:
     collection = collection_name(request.match_info["collection"])
-    query = list_query(request.query)
+    projection = parse_projection(request.query)
+    query = list_query(request.query, extra=("fields", "select"))
     caller = scope(request)
     # Counting is cheap on the (collection) index alone; with conditions (an owner's too) it is a scan.
     page = await service(request).find(collection, query, with_total=not query.conditions and caller.owner is None, scope=caller)
@@ -177,19 +195,21 @@ async def list_images(request: web.Request) -> web.Response:
         headers["X-Total-Count"] = str(page.total)
     if page.has_more and page.records:
         last = page.records[-1]
-        params = {k: v for k, v in request.query.items() if k not in ("skip", "offset", "cursor")}
-        params["cursor"] = encode_cursor(Cursor(last.time, last.id), query.descending)
+        params = {k: v for k, v in request.query.items() if k not in (*SKIP_NAMES, "cursor")}
+        params["cursor"] = next_cursor(query, last)
         headers["Link"] = f'<{absolute(request, request.path, params)}>; rel="next"'
-    return json_response([document(request, r) for r in page.records], headers=headers)
+    docs = [document(request, r) for r in page.records]
+    return json_response(docs if projection is None else [project(d, projection) for d in docs], headers=headers)
 
 
 def _target(request: web.Request) -> tuple[str, str]:
     return collection_name(request.match_info["collection"]), image_id(request.match_info["image_id"])
 
 
+# Reads of one image and downloads ignore query parameters: browsers, CDNs and cache-busting
+# `<img src="...?v=2">` add them, and no parameter changes what these answer.
 @operation("One image's document", tag=TAG, ok=image_ok(), errors=(404, 503))
 async def get_image(request: web.Request) -> web.Response:
-    no_query(request.query)
     record = await service(request).get(*_target(request), scope=scope(request))
     return json_response(document(request, record), headers={"ETag": etag(record)})
 
@@ -223,5 +243,6 @@ async def delete_image(request: web.Request) -> web.Response:
 
 @operation("Download (redirect), or a rendition of the image", tag=TAG, ok=REDIRECT, errors=(400, 404, 413, 503), parameters=RENDITION_PARAMS)
 async def download(request: web.Request) -> web.Response:
-    # The query is the rendition's (or empty, for the original): redirect_to_object checks it.
+    # A query with rendition parameters is the rendition's (checked strictly); any other is
+    # ignored, as for reads of the document.
     return await redirect_to_object(request, *_target(request))

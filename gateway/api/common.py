@@ -16,11 +16,12 @@ from aiohttp.multipart import BadContentDispositionHeader
 from yarl import URL
 
 from gateway.errors import Invalid, RequestTimeout, TooLarge
+from gateway.images import displayed_size
 from gateway.keys import CONFIG, RENDITIONS, SCOPE, SERVICE
 from gateway.metadata.base import ImageRecord
 from gateway.names import IMAGE_ID_PATTERN
 from gateway.service import EVERYONE, ImageService, Scope
-from gateway.api.params import no_query, parse_json
+from gateway.api.params import parse_json
 from gateway.renditions import spec as renditions
 
 T = TypeVar("T")
@@ -65,6 +66,9 @@ def document(request: web.Request, record: ImageRecord) -> dict[str, Any]:
     """The stored document as both seed APIs answer it."""
     data = record.to_json()
     doc: dict[str, Any] = {"_id": record.id, **{name: data[name] for name in _DOCUMENT_FIELDS}}
+    # As displayed (EXIF orientations 5-8 swap them); the stored pixel size beside them.
+    doc["width"], doc["height"] = displayed_size(record.width, record.height, record.orientation)
+    doc.update(pixel_width=record.width, pixel_height=record.height, orientation=record.orientation)
     doc["url"] = absolute(request, image_route(request, record))
     doc["thumbnail_url"] = thumbnail_url(request, record)
     if record.owner is not None:
@@ -189,7 +193,6 @@ async def redirect_to_object(request: web.Request, collection: str, image_id: st
         if spec.negotiated:
             headers["Vary"] = "Accept"
     else:
-        no_query(request.query)
         url = await service(request).download_url(collection, image_id, scope=scope(request))
     headers["Location"] = absolute(request, url) if url.startswith("/") else url
     return web.Response(status=302, headers=headers)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from gateway import __version__
-from gateway.api.params import MAX_LIMIT, MAX_SKIP, OPERATORS, SORT_ORDERS
+from gateway.api.params import MAX_IDS, MAX_LIMIT, MAX_SKIP, OPERATORS
 from gateway.metadata.query import DEFAULT_LIMIT
 from gateway.names import COLLECTION_PATTERN, IMAGE_ID_INPUT_PATTERN, IMAGE_ID_PATTERN
 
@@ -69,14 +69,18 @@ _IMAGE_SCHEMA = {
         "updated_at": {"type": "string", "format": "date-time"},
         "content_type": {"type": "string"},
         "format": {"type": "string"},
-        "width": {"type": "integer"},
-        "height": {"type": "integer"},
+        "width": {"type": "integer", "description": "as displayed (EXIF orientations 5-8 swap the stored size)"},
+        "height": {"type": "integer", "description": "as displayed"},
+        "pixel_width": {"type": "integer", "description": "as stored"},
+        "pixel_height": {"type": "integer", "description": "as stored"},
+        "orientation": {"type": ["integer", "null"], "minimum": 1, "maximum": 8, "description": "the EXIF orientation, null without one"},
         "size": {"type": "integer"},
         "sha256": {"type": "string"},
         "path": {"type": "string"},
         "url": {"type": "string", "description": "this image's download route"},
         "thumbnail_url": {"type": ["string", "null"], "description": "the download route of the `thumb` preset's rendition (null without that preset)"},
         "owner": {"type": "string", "description": "the authenticated uploader"},
+        "duplicate": {"type": "boolean", "description": "true on a dedupe upload answered with the image already holding these bytes"},
         "properties": {"type": "object"},
     },
 }
@@ -109,15 +113,32 @@ PATH_PARAMETERS = {
     "key": path_param("key", {"type": "string"}, "object key"),
 }
 IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}, "description": "an ETag from a previous answer"}
-PAGE_SIZE = query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, f"page size (default {DEFAULT_LIMIT})")
+def page_size(default: int) -> Spec:
+    return query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, f"page size (default {default})")
+
+
+# Conditions the listing and the writes by filter share.
+CONDITION_PARAMS = (
+    query_param("filter", {"type": "string"}, f"a JSON object of conditions on properties, `time` and `_id`/`id` ({' '.join(OPERATORS)}; ids take $eq $ne $in $nin)"),
+    query_param("from", {"type": "string", "format": "date-time"}, "uploaded at or after (ISO 8601), as filter {time: {$gte}}"),
+    query_param("to", {"type": "string", "format": "date-time"}, "uploaded at or before (ISO 8601), as filter {time: {$lte}}"),
+    query_param("ids", {"type": "string"}, f"exactly these images: ids comma-separated or repeated (at most {MAX_IDS})"),
+    query_param("sha256", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "images with these bytes"),
+)
 LIST_PARAMS = (
-    PAGE_SIZE,
-    query_param("skip", {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}, "records to skip"),
-    query_param("sort", {"type": "string", "enum": list(SORT_ORDERS)}, "order by upload time"),
-    query_param("filter", {"type": "string"}, f"a JSON object of property conditions ({' '.join(OPERATORS)})"),
+    query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, f"page size (default {DEFAULT_LIMIT}, the original's); aliases `batch_size`, `count`"),
+    query_param("skip", {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}, "records to skip; aliases `start_index`, `index`, `offset`"),
+    query_param(
+        "sort", {"type": "string"},
+        '`time`, `-time` (the default), `<field>` or `-<field>` (a property, `time` or `_id`), or a sort document: `{"score": -1, "time": 1}`; '
+        "property values order as missing/null < numbers < strings < objects < arrays < booleans",
+    ),
+    query_param("order", {"type": "string", "enum": ["1", "-1", "asc", "desc"]}, "direction of sort=<field> (the later API's form)"),
+    *CONDITION_PARAMS,
+    query_param("fields", {"type": "string"}, "return only these fields (comma- or space-separated; a name that is no document field is a property); alias `select`"),
     query_param("cursor", {"type": "string"}, "the `next` cursor of a previous page (see the Link header)"),
 )
-OFFSET_PARAMS = (query_param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}, "records to skip"), PAGE_SIZE)
+OFFSET = query_param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}, "records to skip")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 REDIRECT = {"302": {"description": "redirect to a presigned link valid for the configured TTL", "headers": {"Location": {"schema": {"type": "string"}}}}}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import metrics
-from gateway.api import collections, datasets, docs, feeds, gallery, health, openapi, signed_downloads, v1
+from gateway.api import collections, compat, datasets, docs, feeds, gallery, health, openapi, signed_downloads, v1
 from gateway.config import Config
 from gateway.keys import METRICS
 from gateway.middlewares import Handler
@@ -52,9 +52,15 @@ def setup_routes(app: web.Application, config: Config) -> None:
     add("/collections/{collection}/events", "collection_events", get=feeds.collection_events)
     add("/collections/{collection}/export", "export_dataset", get=datasets.export_dataset)
     add("/collections/{collection}/import", "import_dataset", post=datasets.import_dataset)
+    # The later releases' property discovery.
+    add("/collections/{collection}/fields", "fields", get=compat.list_fields)
+    add("/collections/{collection}/fields/{key}", "field_values", get=compat.field_values)
     for noun in IMAGE_NOUNS:
         base = f"/collections/{{collection}}/{noun}"
-        add(base, noun, get=collections.list_images, post=collections.upload_image)
+        add(
+            base, noun, get=collections.list_images, post=collections.upload_image,
+            patch=compat.patch_matching, delete=compat.delete_matching,
+        )  # fmt: skip
         add(
             base + "/{image_id}", f"{noun}.image", get=collections.get_image, put=collections.replace_properties,
             patch=collections.patch_properties, delete=collections.delete_image,

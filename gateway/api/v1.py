@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.common import absolute, decode_base64, document, read_json_object, redirect_to_object, scope, service
-from gateway.api.openapi import OFFSET_PARAMS, REDIRECT, RENDITION_PARAMS, image_ok, json_answer, operation, ref
+from gateway.api.openapi import OFFSET, REDIRECT, RENDITION_PARAMS, image_ok, json_answer, operation, page_size, ref
 from gateway.errors import Invalid
 from gateway.keys import CONFIG, USER_ID
 from gateway.api.params import list_query, no_query
@@ -15,6 +15,8 @@ from gateway.names import image_id
 from gateway.jsoncodec import json_response
 
 _UPLOAD_FIELDS = {"data", "filename", "properties"}
+# Seed 000 names no default page size; this API keeps its own.
+DEFAULT_LIMIT = 50
 TAG = "v1"
 _PAGE = {
     "type": "object",
@@ -59,10 +61,10 @@ async def create_image(request: web.Request) -> web.Response:
     return json_response(document(request, record), status=201)
 
 
-@operation("List images (offset pages)", tag=TAG, ok={"200": json_answer("one page", _PAGE)}, errors=(503,), parameters=OFFSET_PARAMS)
+@operation("List images (offset pages)", tag=TAG, ok={"200": json_answer("one page", _PAGE)}, errors=(503,), parameters=(OFFSET, page_size(DEFAULT_LIMIT)))
 async def list_images(request: web.Request) -> web.Response:
     no_query(request.query, allowed=("offset", "limit"))
-    parsed = list_query(request.query)
+    parsed = list_query(request.query, default_limit=DEFAULT_LIMIT)
     query = ListQuery(limit=parsed.limit, skip=parsed.skip)
     page = await service(request).find(_collection(request), query, with_total=False, scope=scope(request))
     path = "/v1/images"
@@ -80,9 +82,9 @@ async def list_images(request: web.Request) -> web.Response:
     )
 
 
+# Like seed 001's, reads of one image and downloads ignore query parameters (cache busters).
 @operation("One image's document", tag=TAG, ok=image_ok(), errors=(404, 503))
 async def get_image(request: web.Request) -> web.Response:
-    no_query(request.query)
     record = await service(request).get(_collection(request), image_id(request.match_info["image_id"]), scope=scope(request))
     return json_response(document(request, record))
 

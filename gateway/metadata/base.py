@@ -61,6 +61,9 @@ class ImageRecord:
     # Incremented by every properties update; read-modify-write updates (PATCH) are conditional
     # on it, so concurrent patches never lose each other's keys.
     version: int = 1
+    # The EXIF orientation (1-8) the file carries, None without one; width and height are the
+    # stored pixel size whatever it says.
+    orientation: int | None = None
 
     def with_properties(self, properties: dict[str, Any], now: datetime) -> ImageRecord:
         return replace(self, properties=properties, updated_at=now, version=self.version + 1)

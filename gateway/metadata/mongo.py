@@ -25,7 +25,7 @@ from gateway.errors import Conflict, NotFound
 from gateway.metadata.base import RECORD_FIELDS, CollectionStats, EventLog, ImageRecord, utcnow
 from gateway.metadata.mongo_client import Client, connect, unavailable_on_failure
 from gateway.metadata.mongo_events import MongoEventLog
-from gateway.metadata.query import Condition, ListQuery
+from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, ListQuery, keyset, order, sort_position
 
 
 
@@ -33,9 +33,22 @@ def _doc_id(collection: str, image_id: str) -> str:
     return f"{collection}/{image_id}"
 
 
+def _sort_keys(properties: dict[str, Any]) -> dict[str, Any]:
+    """Each top-level property's sort position (query.sort_position) as {b: bracket, v: value},
+    stored beside the properties: sorting on these gives every backend the same order, where
+    MongoDB's own order of raw values would rank arrays by their smallest or largest element."""
+    keys: dict[str, Any] = {}
+    for key, value in properties.items():
+        bracket, inner = sort_position(True, value)
+        if bracket is not None:
+            keys[key] = {"b": bracket} if inner is None else {"b": bracket, "v": inner}
+    return keys
+
+
 def _to_doc(record: ImageRecord) -> dict[str, Any]:
     doc = {name: getattr(record, name) for name in RECORD_FIELDS}
     doc["_id"] = _doc_id(record.collection, record.id)
+    doc["sort_keys"] = _sort_keys(record.properties)
     return doc
 
 
@@ -44,8 +57,48 @@ def _to_record(doc: dict[str, Any]) -> ImageRecord:
 
 
 def _condition(condition: Condition) -> dict[str, Any]:
+    if condition.field in (ID_FIELD, SHA256_FIELD):
+        return {"id" if condition.field == ID_FIELD else "sha256": {condition.op: condition.value}}
     field = "time" if condition.field == "time" else f"properties.{condition.field}"
     return {field: {condition.op: condition.value}}
+
+
+def _sort_terms(query: ListQuery) -> tuple[list[tuple[str, bool]], list[Any] | None]:
+    """The sort fields (name, descending) and the cursor's value for each."""
+    keys = order(query)
+    cursor = keyset(query)
+    terms: list[tuple[str, bool]] = []
+    values: list[Any] = []
+    for index, key in enumerate(keys):
+        value = cursor.values[index] if cursor is not None else None
+        if key.field in ("time", ID_FIELD):
+            terms.append(("time" if key.field == "time" else "id", key.descending))
+            values.append(value)
+        else:
+            terms += [(f"sort_keys.{key.field}.b", key.descending), (f"sort_keys.{key.field}.v", key.descending)]
+            values += list(value) if value is not None else [None, None]
+    terms.append(("id", keys[-1].descending))
+    values.append(cursor.id if cursor is not None else None)
+    return terms, (values if cursor is not None else None)
+
+
+def _after(terms: list[tuple[str, bool]], values: list[Any]) -> dict[str, Any]:
+    """Documents strictly after the cursor; an absent field sorts first ascending, last
+    descending. Values compared in one alternative share a type (equal brackets before them)."""
+    alternatives = []
+    for index, (name, descending) in enumerate(terms):
+        value = values[index]
+        if value is None and descending:
+            continue
+        clause: dict[str, Any] = {eq_name: eq_value for (eq_name, _), eq_value in zip(terms[:index], values[:index])}
+        if value is None:
+            step: dict[str, Any] = {name: {"$exists": True}}
+        elif descending:
+            step = {"$or": [{name: {"$lt": value}}, {name: None}]}
+        else:
+            step = {name: {"$gt": value}}
+        alternatives.append({"$and": [clause, step]} if clause else step)
+    return {"$or": alternatives} if alternatives else {"_id": {"$in": []}}
 
 
 def _filter(collection: str, conditions: tuple[Condition, ...], owner: str | None) -> dict[str, Any]:
@@ -90,6 +143,12 @@ class MongoMetadataStore:
             await self._images.create_index(
                 [("collection", ASCENDING), ("owner", ASCENDING), ("time", DESCENDING), ("id", DESCENDING)], name="collection_owner_time_id"
             )
+            await self._backfill_sort_keys()
+
+    async def _backfill_sort_keys(self) -> None:
+        # Records written before sort keys existed get them once, at start-up.
+        async for doc in self._images.find({"sort_keys": {"$exists": False}}, {"properties": 1}):
+            await self._images.update_one({"_id": doc["_id"]}, {"$set": {"sort_keys": _sort_keys(doc.get("properties") or {})}})
 
     # Every driver call goes through here so failures surface as one error type.
     async def _call(self, awaitable: Any) -> Any:
@@ -122,6 +181,14 @@ class MongoMetadataStore:
 
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
         spec = _filter(collection, query.conditions, query.owner)
+        if query.sort:
+            terms, values = _sort_terms(query)
+            if values is not None:
+                spec = {"$and": [spec, _after(terms, values)]}
+            sort = [(name, DESCENDING if descending else ASCENDING) for name, descending in terms]
+            cursor = self._images.find(spec).sort(sort).skip(query.skip).limit(query.limit)
+            docs = await self._call(cursor.to_list(length=query.limit))
+            return [_to_record(doc) for doc in docs]
         if query.after is not None:
             # The bound on time alone gives MongoDB the index range's start (time <= cursor on
             # collection_time_id, or collection_owner_time_id for an owner); the `$or` then only
@@ -144,7 +211,7 @@ class MongoMetadataStore:
         result = await self._call(
             self._images.update_one(
                 {"_id": _doc_id(record.collection, record.id), "version": expected_version},
-                {"$set": {"properties": record.properties, "updated_at": record.updated_at, "version": record.version}},
+                {"$set": {"properties": record.properties, "sort_keys": _sort_keys(record.properties), "updated_at": record.updated_at, "version": record.version}},
             )
         )
         if result.matched_count == 1:

@@ -17,7 +17,7 @@ from typing import Any
 from gateway.config import Config
 from gateway.errors import Conflict, NotFound
 from gateway.metadata.base import CollectionStats, EventLog, ImageRecord, to_millis, utcnow
-from gateway.metadata.query import Condition, ListQuery
+from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, ListQuery, keyset, order
 from gateway.metadata.sqlite_events import SqliteEventLog
 from gateway.metadata.sqlite_thread import SqliteThread, connect
 
@@ -59,12 +59,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX images_by_owner ON images (collection, owner, time, id);
     """,
+    "ALTER TABLE images ADD COLUMN orientation INTEGER",
 )
 
 _COLUMNS = (
     "collection, id, image, time, updated_at, content_type, format, width, height, size, sha256, path, "
-    "properties, owner, version"
+    "properties, owner, version, orientation"
 )
+_MARKS = ", ".join("?" for _ in _COLUMNS.split(","))
 
 
 def _ts(value: datetime) -> str:
@@ -94,6 +96,7 @@ def _row_to_record(row: sqlite3.Row) -> ImageRecord:
         properties=json.loads(row["properties"]),
         owner=row["owner"],
         version=row["version"],
+        orientation=row["orientation"],
     )
 
 
@@ -137,6 +140,8 @@ def _property_match(key: str, op: str, value: Any, params: list[Any]) -> str:
 
 def _condition(condition: Condition, params: list[Any]) -> str:
     field, op, value = condition.field, condition.op, condition.value
+    if field in (ID_FIELD, SHA256_FIELD):
+        return _column_condition("id" if field == ID_FIELD else "sha256", op, value, params)
     if field == "time":
         if op == "$exists":
             return "1" if value else "0"
@@ -159,6 +164,76 @@ def _condition(condition: Condition, params: list[Any]) -> str:
     return _property_match(field, op, value, params)
 
 
+def _column_condition(column: str, op: str, value: Any, params: list[Any]) -> str:
+    if op in ("$in", "$nin"):
+        if not value:
+            return "0" if op == "$in" else "1"
+        params.extend(value)
+        return f"{column} {'IN' if op == '$in' else 'NOT IN'} ({', '.join('?' for _ in value)})"
+    params.append(value)
+    return f"{column} {'<>' if op == '$ne' else '='} ?"
+
+
+# A property's sort position (see query.sort_position): its bracket, then its value within it.
+_BRACKET = (
+    "(SELECT CASE p.type WHEN 'integer' THEN 1 WHEN 'real' THEN 1 WHEN 'text' THEN 2 WHEN 'object' THEN 3 "
+    "WHEN 'array' THEN 4 WHEN 'true' THEN 5 WHEN 'false' THEN 5 END FROM json_each(images.properties) AS p WHERE p.key = ?)"
+)
+_IN_BRACKET = (
+    "(SELECT CASE WHEN p.type IN ('integer', 'real', 'text') THEN p.value WHEN p.type = 'true' THEN 1 "
+    "WHEN p.type = 'false' THEN 0 END FROM json_each(images.properties) AS p WHERE p.key = ?)"
+)
+
+
+def _sort_terms(query: ListQuery) -> tuple[list[tuple[str, list[Any], bool]], list[Any] | None]:
+    """The ORDER BY terms (SQL, its parameters, descending) and the cursor's value for each."""
+    keys = order(query)
+    cursor = keyset(query)
+    terms: list[tuple[str, list[Any], bool]] = []
+    values: list[Any] = []
+    for index, key in enumerate(keys):
+        value = cursor.values[index] if cursor is not None else None
+        if key.field == "time":
+            terms.append(("time", [], key.descending))
+            values.append(_ts(value) if value is not None else None)
+        elif key.field == ID_FIELD:
+            terms.append(("id", [], key.descending))
+            values.append(value)
+        else:
+            terms += [(_BRACKET, [key.field], key.descending), (_IN_BRACKET, [key.field], key.descending)]
+            values += list(value) if value is not None else [None, None]
+    terms.append(("id", [], keys[-1].descending))
+    values.append(cursor.id if cursor is not None else None)
+    return terms, (values if cursor is not None else None)
+
+
+def _after(terms: list[tuple[str, list[Any], bool]], values: list[Any], params: list[Any]) -> str:
+    """Rows strictly after the cursor in the order of `terms`; NULL (a missing property) sorts
+    first ascending and last descending, as in MongoDB."""
+    alternatives = []
+    for index, (sql, args, descending) in enumerate(terms):
+        value = values[index]
+        if value is None and descending:
+            continue  # nothing sorts after NULL going down
+        clause: list[str] = []
+        local: list[Any] = []
+        for (eq_sql, eq_args, _), eq_value in zip(terms[:index], values[:index]):
+            clause.append(f"{eq_sql} IS NULL" if eq_value is None else f"{eq_sql} = ?")
+            local += eq_args if eq_value is None else [*eq_args, eq_value]
+        if value is None:
+            clause.append(f"{sql} IS NOT NULL")
+            local += args
+        elif descending:
+            clause.append(f"({sql} < ? OR {sql} IS NULL)")
+            local += [*args, value, *args]
+        else:
+            clause.append(f"{sql} > ?")
+            local += [*args, value]
+        alternatives.append("(" + " AND ".join(clause) + ")")
+        params += local
+    return "(" + (" OR ".join(alternatives) or "0") + ")"
+
+
 def _where(collection: str, conditions: tuple[Condition, ...], owner: str | None, params: list[Any]) -> str:
     params.append(collection)
     clauses = ["collection = ?"]
@@ -174,15 +249,19 @@ def _row(record: ImageRecord) -> tuple[Any, ...]:
         record.collection, record.id, record.image, _ts(record.time), _ts(record.updated_at),
         record.content_type, record.format, record.width, record.height, record.size,
         record.sha256, record.path, json.dumps(record.properties), record.owner, record.version,
+        record.orientation,
     )
 
 
 def find_sql(collection: str, query: ListQuery) -> tuple[str, list[Any]]:
-    """The query of one page. Every page is a range seek on (collection, time, id), or on
-    (collection, owner, time, id) for an owner's: the keyset is a row-value comparison, which
+    """The query of one page. A page in time order is a range seek on (collection, time, id), or
+    on (collection, owner, time, id) for an owner's: the keyset is a row-value comparison, which
     SQLite turns into the range's start (an `OR` of the two cases it only filters with, walking
     from the top of the collection: O(depth) instead of O(page)). Property conditions filter the
-    rows met on the way; `skip` walks past its rows."""
+    rows met on the way; `skip` walks past its rows. Other orders (`query.sort`) sort the matching
+    rows by their terms, with the keyset spelled out term by term."""
+    if query.sort:
+        return _sorted_find_sql(collection, query)
     params: list[Any] = []
     where = _where(collection, query.conditions, query.owner, params)
     direction = "DESC" if query.descending else "ASC"
@@ -191,6 +270,19 @@ def find_sql(collection: str, query: ListQuery) -> tuple[str, list[Any]]:
         params += [_ts(query.after.time), query.after.id]
     params += [query.limit, query.skip]
     return f"SELECT {_COLUMNS} FROM images WHERE {where} ORDER BY time {direction}, id {direction} LIMIT ? OFFSET ?", params
+
+
+def _sorted_find_sql(collection: str, query: ListQuery) -> tuple[str, list[Any]]:
+    params: list[Any] = []
+    where = _where(collection, query.conditions, query.owner, params)
+    terms, values = _sort_terms(query)
+    if values is not None:
+        where += " AND " + _after(terms, values, params)
+    order_by = ", ".join(f"{sql} {'DESC' if descending else 'ASC'}" for sql, _, descending in terms)
+    for _, args, _ in terms:
+        params += args
+    params += [query.limit, query.skip]
+    return f"SELECT {_COLUMNS} FROM images WHERE {where} ORDER BY {order_by} LIMIT ? OFFSET ?", params
 
 
 def count_sql(collection: str, conditions: tuple[Condition, ...], owner: str | None) -> tuple[str, list[Any]]:
@@ -244,7 +336,7 @@ class SqliteMetadataStore(SqliteThread):
     async def insert(self, record: ImageRecord) -> None:
         def insert() -> None:
             try:
-                self.db.execute(f"INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(record))
+                self.db.execute(f"INSERT INTO images ({_COLUMNS}) VALUES ({_MARKS})", _row(record))
             except sqlite3.IntegrityError:
                 raise Conflict("an image with that id exists", code="image_exists") from None
 
@@ -257,7 +349,7 @@ class SqliteMetadataStore(SqliteThread):
             try:
                 for record in records:
                     try:
-                        self.db.execute(f"INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(record))
+                        self.db.execute(f"INSERT INTO images ({_COLUMNS}) VALUES ({_MARKS})", _row(record))
                     except sqlite3.IntegrityError:
                         taken += 1
                 self.db.execute("COMMIT")

@@ -54,7 +54,7 @@ def concrete(path: str, image_id: str, collection: str = COLLECTION) -> str:
     if path == "/_objects/{key}":
         # The signature is the credential: the link the download route handed out.
         return SIGNED_LINKS[image_id]
-    return path.replace("{collection}", collection).replace("{image_id}", image_id)
+    return path.replace("{collection}", collection).replace("{image_id}", image_id).replace("{key}", "label")
 
 
 async def call(client: TestClient, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, Any] | None, Any]:

@@ -529,3 +529,222 @@ async def test_collection_stats(metadata_store: MetadataStore) -> None:
 
 async def test_ping(metadata_store: MetadataStore) -> None:
     await metadata_store.ping()
+
+
+# --- sorting by properties, ids and hashes (issue 9) ------------------------------------------
+
+from gateway.api.params import sort_values  # noqa: E402
+from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, SortCursor, SortKey, sort_position  # noqa: E402
+
+# One value of each kind, several per bracket; "-" marks a record without the property.
+MIXED_VALUES: list[Any] = [
+    "-", None, 5, 2.5, -1, 2**53, 0, "", "A", "b", "é", "東京", {"a": 1}, {}, [3, "z"], [], ["a"], True, False, "-", None, 5,
+]
+
+
+def reference_order(records: list[ImageRecord], keys: tuple[SortKey, ...]) -> list[str]:
+    """The documented order (gateway.metadata.query.sort_position), computed here independently
+    of any backend: brackets, then values within them, then the id in the last key's direction."""
+
+    def component(record: ImageRecord, key: SortKey) -> tuple[Any, ...]:
+        if key.field == "time":
+            return (record.time,)
+        if key.field == ID_FIELD:
+            return (record.id,)
+        bracket, value = sort_position(key.field in record.properties, record.properties.get(key.field))
+        return (0 if bracket is None else bracket, 0 if value is None else value)
+
+    ordered = list(records)
+    ordered.sort(key=lambda r: r.id, reverse=keys[-1].descending)
+    for key in reversed(keys):  # stable sorts, least significant first
+        ordered.sort(key=lambda r, k=key: component(r, k), reverse=key.descending)
+    return ids(ordered)
+
+
+@pytest.fixture
+async def mixed(metadata_store: MetadataStore) -> list[ImageRecord]:
+    records = []
+    for index, value in enumerate(MIXED_VALUES):
+        properties: dict[str, Any] = {"score": index % 3}
+        if value != "-":
+            properties["k"] = value
+        records.append(make_record(time=at(index % 4), properties=properties))
+    await insert_all(metadata_store, records[::-1])
+    await metadata_store.insert(make_record("elsewhere", properties={"k": 1}))
+    return records
+
+
+SORTS = {
+    "k-asc": (SortKey("k"),),
+    "k-desc": (SortKey("k", True),),
+    "score-desc-time-asc": (SortKey("score", True), SortKey("time")),
+    "score-k-time": (SortKey("score"), SortKey("k", True), SortKey("time")),
+    "id-desc": (SortKey(ID_FIELD, True),),
+    "missing-everywhere": (SortKey("nowhere"),),
+}
+
+
+@pytest.mark.parametrize("sort", SORTS.values(), ids=SORTS.keys())
+async def test_sort_by_properties_follows_the_documented_order(metadata_store: MetadataStore, mixed: list[ImageRecord], sort: tuple[SortKey, ...]) -> None:
+    found = await metadata_store.find("photos", ListQuery(limit=100, sort=sort))
+    assert ids(found) == reference_order(mixed, sort)
+
+
+async def test_mixed_types_sort_by_bracket(metadata_store: MetadataStore, mixed: list[ImageRecord]) -> None:
+    """Spelled out once: missing/null < numbers < strings < objects < arrays < booleans."""
+    found = await metadata_store.find("photos", ListQuery(limit=100, sort=(SortKey("k"),)))
+    brackets = [sort_position("k" in r.properties, r.properties.get("k"))[0] or 0 for r in found]
+    assert brackets == sorted(brackets) and len(set(brackets)) == 6
+    values = [r.properties.get("k") for r in found]
+    assert [type(v) for v in values[:4]] == [type(None)] * 4  # two records without k, two with null
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    assert numbers == sorted(numbers) == [-1, 0, 2.5, 5, 5, 2**53]
+    assert isinstance(values[-1], bool) and isinstance(values[-2], bool)
+    assert [r.properties["k"] for r in found if isinstance(r.properties.get("k"), str)] == ["", "A", "b", "é", "東京"]
+    assert values[-2:] == [False, True]
+
+
+@pytest.mark.parametrize("sort", SORTS.values(), ids=SORTS.keys())
+@pytest.mark.parametrize("page_size", [1, 3, 7])
+async def test_sorted_keyset_pages_cover_everything_once(
+    metadata_store: MetadataStore, mixed: list[ImageRecord], sort: tuple[SortKey, ...], page_size: int
+) -> None:
+    seen: list[ImageRecord] = []
+    after = None
+    for _ in range(len(mixed) + 2):
+        page = await metadata_store.find("photos", ListQuery(limit=page_size, sort=sort, after_key=after))
+        seen += page
+        if len(page) < page_size:
+            break
+        after = SortCursor(sort_values(page[-1], sort), page[-1].id)
+    assert ids(seen) == reference_order(mixed, sort)
+
+
+async def test_sorted_pages_with_a_filter_and_skip(metadata_store: MetadataStore, mixed: list[ImageRecord]) -> None:
+    sort = (SortKey("k", True),)
+    matching = [r for r in mixed if r.properties["score"] == 1]
+    found = await metadata_store.find("photos", ListQuery(parse_filter('{"score": 1}'), limit=100, sort=sort))
+    assert ids(found) == reference_order(matching, sort)
+    skipped = await metadata_store.find("photos", ListQuery(parse_filter('{"score": 1}'), limit=2, skip=1, sort=sort))
+    assert ids(skipped) == reference_order(matching, sort)[1:3]
+
+
+async def test_sort_sees_replaced_properties(metadata_store: MetadataStore) -> None:
+    low, high = make_record(properties={"k": 1}), make_record(properties={"k": 2})
+    await insert_all(metadata_store, [low, high])
+    await metadata_store.replace_properties(low.with_properties({"k": "text"}, at(9)), low.version)
+    found = await metadata_store.find("photos", ListQuery(limit=10, sort=(SortKey("k"),)))
+    assert ids(found) == [high.id, low.id]
+
+
+async def test_id_and_sha256_conditions(metadata_store: MetadataStore, timeline: list[ImageRecord]) -> None:
+    a, b, c = timeline[0], timeline[4], timeline[8]
+
+    async def found(*conditions: Condition) -> set[str]:
+        return set(ids(await metadata_store.find("photos", ListQuery(conditions, limit=100))))
+
+    everything = set(ids(timeline))
+    assert await found(Condition(ID_FIELD, "$eq", a.id)) == {a.id}
+    assert await found(Condition(ID_FIELD, "$ne", a.id)) == everything - {a.id}
+    assert await found(Condition(ID_FIELD, "$in", [a.id, b.id, "0" * 24])) == {a.id, b.id}
+    assert await found(Condition(ID_FIELD, "$nin", [a.id, b.id])) == everything - {a.id, b.id}
+    assert await found(Condition(ID_FIELD, "$in", [])) == set()
+    assert await found(Condition(ID_FIELD, "$nin", [])) == everything
+    assert await found(Condition(ID_FIELD, "$in", [a.id, c.id]), *parse_filter('{"even": true}')) == {r.id for r in (a, c) if r.properties["even"]}
+    assert await found(Condition(SHA256_FIELD, "$eq", b.sha256)) == {b.id}
+    assert await found(Condition(SHA256_FIELD, "$eq", "0" * 64)) == set()
+    assert await metadata_store.count("photos", (Condition(ID_FIELD, "$in", [a.id, b.id]),)) == 2
+    # Another collection's record with the same id is not found here.
+    assert await metadata_store.find("elsewhere", ListQuery((Condition(ID_FIELD, "$eq", a.id),))) == []
+
+
+# --- writes by filter (gateway.bulk) on every metadata backend --------------------------------
+
+
+@pytest.fixture
+async def bulk_service(metadata_store: MetadataStore, tmp_path: Any) -> Any:
+    from gateway.service import ImageService
+    from gateway.storage import open_blob_store
+    from tests.helpers import make_config
+
+    config = make_config(tmp_path)
+    async with open_blob_store(config) as blobs:
+        yield ImageService(blobs, metadata_store, config)
+
+
+async def test_bulk_patch_pages_by_id_and_is_idempotent(metadata_store: MetadataStore, bulk_service: Any) -> None:
+    from gateway import bulk
+
+    records = [make_record(time=at(i % 3), properties={"group": i % 2, "n": i}) for i in range(7)]
+    await insert_all(metadata_store, records)
+    await metadata_store.insert(make_record("elsewhere", properties={"group": 0}))
+    group = parse_filter('{"group": 0}')
+    targets = sorted(r.id for r in records if r.properties["group"] == 0)
+    seen: list[str] = []
+    after = None
+    while True:
+        result = await bulk.patch_matching(bulk_service, "photos", group, {"tag": "zero", "n": None}, limit=3, after_id=after)
+        assert result.matched == len(targets)
+        seen.append(result.last_id or "")
+        if not result.more:
+            break
+        after = result.last_id
+    assert seen == [targets[2], targets[3]]
+    for record in records:
+        stored = await metadata_store.get("photos", record.id)
+        expected = {"group": 0, "tag": "zero"} if record.properties["group"] == 0 else record.properties
+        assert stored.properties == expected
+    again = await bulk.patch_matching(bulk_service, "photos", group, {"tag": "zero", "n": None}, limit=10)
+    assert (again.changed, again.unchanged, again.more) == (0, len(targets), False)
+    assert (await metadata_store.get("elsewhere", (await metadata_store.find("elsewhere", ListQuery()))[0].id)).properties == {"group": 0}
+
+
+async def test_bulk_delete_caps_each_call_and_keeps_to_the_filter(metadata_store: MetadataStore, bulk_service: Any) -> None:
+    from gateway import bulk
+
+    records = [make_record(time=at(i), properties={"drop": i < 5}) for i in range(8)]
+    await insert_all(metadata_store, records)
+    drop = parse_filter('{"drop": true}')
+    first = await bulk.delete_matching(bulk_service, "photos", drop, limit=3)
+    assert (first.matched, first.changed, first.more) == (5, 3, True)
+    second = await bulk.delete_matching(bulk_service, "photos", drop, limit=3)
+    assert (second.matched, second.changed, second.more) == (2, 2, False)
+    left = await metadata_store.find("photos", ListQuery(limit=100))
+    assert sorted(ids(left)) == sorted(r.id for r in records[5:])
+    by_id = (Condition(ID_FIELD, "$in", [records[5].id, records[6].id]),)
+    assert (await bulk.delete_matching(bulk_service, "photos", by_id, limit=10)).changed == 2
+    assert ids(await metadata_store.find("photos", ListQuery(limit=100))) == [records[7].id]
+
+
+async def test_bulk_writes_keep_to_the_callers_scope(metadata_store: MetadataStore, bulk_service: Any) -> None:
+    from gateway import bulk
+    from gateway.service import Scope
+
+    alice = [make_record(time=at(i), owner="alice", properties={"n": i}) for i in range(3)]
+    bob = [make_record(time=at(i), owner="bob", properties={"n": i}) for i in range(2)]
+    await insert_all(metadata_store, [*alice, *bob])
+    everything = parse_filter('{"n": {"$gte": 0}}')
+    patched = await bulk.patch_matching(bulk_service, "photos", everything, {"seen": True}, limit=10, scope=Scope("alice"))
+    assert (patched.matched, patched.changed, patched.more) == (3, 3, False)
+    stored = {r.id: r.properties for r in await metadata_store.find("photos", ListQuery(limit=100))}
+    assert all(stored[r.id] == {"n": r.properties["n"], "seen": True} for r in alice)
+    assert all(stored[r.id] == r.properties for r in bob)
+    deleted = await bulk.delete_matching(bulk_service, "photos", (), limit=10, scope=Scope("bob"))
+    assert (deleted.matched, deleted.changed, deleted.more) == (2, 2, False)
+    assert sorted(ids(await metadata_store.find("photos", ListQuery(limit=100)))) == sorted(r.id for r in alice)
+    # Asked by id for someone else's images, an owner's call finds none of them.
+    theirs = (Condition(ID_FIELD, "$in", [r.id for r in alice]),)
+    assert (await bulk.delete_matching(bulk_service, "photos", theirs, limit=10, scope=Scope("carol"))).matched == 0
+    assert len(await metadata_store.find("photos", ListQuery(limit=100))) == 3
+
+
+async def test_orientation_round_trips(metadata_store: MetadataStore) -> None:
+    from dataclasses import replace
+
+    turned = replace(make_record(), orientation=6)
+    plain = make_record()
+    await insert_all(metadata_store, [turned, plain])
+    assert (await metadata_store.get("photos", turned.id)).orientation == 6
+    assert (await metadata_store.get("photos", plain.id)).orientation is None
+    found = {r.id: r.orientation for r in await metadata_store.find("photos", ListQuery())}
+    assert found == {turned.id: 6, plain.id: None}

@@ -96,5 +96,7 @@ async def test_a_version_1_database_is_migrated_to_the_owner_index(tmp_path: Pat
         await store.insert(record)
         assert await store.find("photos", owned_by(ListQuery(), "user1")) == [record]
     migrated = sqlite3.connect(path)
-    assert migrated.execute("PRAGMA user_version").fetchone()[0] == len(sqlite.MIGRATIONS) == 2
+    assert migrated.execute("PRAGMA user_version").fetchone()[0] == len(sqlite.MIGRATIONS) == 3
     assert migrated.execute("SELECT 1 FROM sqlite_master WHERE name = 'images_by_owner'").fetchone()
+    # ... and on to the orientation column (issue 9).
+    assert "orientation" in {row[1] for row in migrated.execute("PRAGMA table_info(images)")}

@@ -56,7 +56,7 @@ def test_a_record_survives_json() -> None:
     assert ImageRecord.from_json(data) == original
     assert list(data) == [
         "collection", "id", "image", "time", "updated_at", "content_type", "format", "width", "height", "size",
-        "sha256", "path", "properties", "owner", "version",
+        "sha256", "path", "properties", "owner", "version", "orientation",
     ]
     assert (data["time"], data["updated_at"]) == ("2024-05-01T12:30:15.123Z", "2024-05-01T12:30:16.123Z")
 
@@ -73,5 +73,5 @@ def test_the_export_document_keeps_its_exact_bytes() -> None:
         '{"collection":"photos","image":"a.png","time":"2024-05-01T12:30:15.123Z","updated_at":"2024-05-01T12:30:16.123Z",'
         '"content_type":"image/png","format":"png","width":3,"height":2,"size":10,"sha256":"' + "0" * 64 + '",'
         '"path":"photos/0123456789abcdef01234567.png","properties":{"tags":["x"],"n":1},"owner":"alice","version":2,'
-        '"_id":"0123456789abcdef01234567","member":"0123456789abcdef01234567.png"}'
+        '"orientation":null,"_id":"0123456789abcdef01234567","member":"0123456789abcdef01234567.png"}'
     )
