@@ -13,7 +13,7 @@ from gateway import metrics
 from gateway.api import feeds
 from gateway.api.routes import setup_routes
 from gateway.config import Config
-from gateway.events import EventHub, EventWriter
+from gateway.service.events import EventHub, EventWriter
 from gateway.keys import BLOBS, CONFIG, EVENTS, IN_FLIGHT, LOCAL_FILES, METADATA, METRICS, RENDITIONS, SERVICE
 from gateway.metadata import open_metadata
 from gateway.middlewares import edge, errors, measure, request_context

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.auth.policy import Authenticator, Principal
 from gateway.config import Config
-from gateway.events import EventHub
+from gateway.service.events import EventHub
 from gateway.metadata.base import MetadataStore
 from gateway.metrics import Metrics
 from gateway.renditions.service import RenditionService

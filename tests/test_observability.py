@@ -263,7 +263,7 @@ async def test_event_feed_rejects_bad_collection_names(make_client: Any) -> None
 
 @pytest.mark.embedded
 async def test_a_failing_event_log_does_not_fail_uploads(make_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.events import EventWriter
+    from gateway.service.events import EventWriter
 
     client = await make_client()
 

@@ -1,7 +1,7 @@
 """Routes and shapes the original service's later releases added: property discovery
 (`/fields`), projection (`fields=` / `select=`), and writes by filter on the image listing.
 
-Handlers parse and shape; `gateway.discovery` and `gateway.bulk` do the work through the service.
+Handlers parse and shape; `gateway.service.discovery` and `gateway.service.bulk` do the work through the service.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import bulk, discovery
+from gateway.service import bulk, discovery
 from gateway.api.common import absolute, read_json_object, scope, service
 from gateway.api.openapi import CONDITION_PARAMS, json_answer, operation, path_param, query_param
 from gateway.api.params import LIMIT_NAMES, MAX_LIMIT, SKIP_NAMES, list_query

@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, web
 from gateway.api.common import document, scope
 from gateway.api.openapi import operation
 from gateway.errors import Forbidden
-from gateway.events import EventHub
+from gateway.service.events import EventHub
 from gateway.keys import AUTH, EVENTS, PRINCIPAL
 from gateway.metadata.base import Event
 from gateway.api.params import no_query

@@ -22,7 +22,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError, Invalid
 from gateway.metadata import open_metadata_store
 from gateway.datasets.progress import Progress
-from gateway.reconcile import DEFAULT_GRACE, OrderError, Reconciler
+from gateway.service.reconcile import DEFAULT_GRACE, OrderError, Reconciler
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
 from gateway.names import collection_name

@@ -23,7 +23,7 @@ from yarl import URL
 from gateway.app import create_app
 from gateway.config import Config, RenditionsConfig
 from gateway.keys import METRICS, RENDITIONS, SERVICE
-from gateway.reconcile import reconcile
+from gateway.service.reconcile import reconcile
 from gateway.renditions.service import RenditionService
 from gateway.storage.base import rendition_prefix
 from tests.faults import object_keys

@@ -658,7 +658,7 @@ async def test_id_and_sha256_conditions(metadata_store: MetadataStore, timeline:
     assert await metadata_store.find("elsewhere", ListQuery((Condition(ID_FIELD, "$eq", a.id),))) == []
 
 
-# --- writes by filter (gateway.bulk) on every metadata backend --------------------------------
+# --- writes by filter (gateway.service.bulk) on every metadata backend --------------------------------
 
 
 @pytest.fixture
@@ -673,7 +673,7 @@ async def bulk_service(metadata_store: MetadataStore, tmp_path: Any) -> Any:
 
 
 async def test_bulk_patch_pages_by_id_and_is_idempotent(metadata_store: MetadataStore, bulk_service: Any) -> None:
-    from gateway import bulk
+    from gateway.service import bulk
 
     records = [make_record(time=at(i % 3), properties={"group": i % 2, "n": i}) for i in range(7)]
     await insert_all(metadata_store, records)
@@ -700,7 +700,7 @@ async def test_bulk_patch_pages_by_id_and_is_idempotent(metadata_store: Metadata
 
 
 async def test_bulk_delete_caps_each_call_and_keeps_to_the_filter(metadata_store: MetadataStore, bulk_service: Any) -> None:
-    from gateway import bulk
+    from gateway.service import bulk
 
     records = [make_record(time=at(i), properties={"drop": i < 5}) for i in range(8)]
     await insert_all(metadata_store, records)
@@ -717,7 +717,7 @@ async def test_bulk_delete_caps_each_call_and_keeps_to_the_filter(metadata_store
 
 
 async def test_bulk_writes_keep_to_the_callers_scope(metadata_store: MetadataStore, bulk_service: Any) -> None:
-    from gateway import bulk
+    from gateway.service import bulk
     from gateway.service import Scope
 
     alice = [make_record(time=at(i), owner="alice", properties={"n": i}) for i in range(3)]

@@ -15,7 +15,7 @@ import pytest
 from gateway import cli
 from gateway.config import Config
 from gateway.metadata import open_metadata_store
-from gateway.reconcile import OrderError, reconcile
+from gateway.service.reconcile import OrderError, reconcile
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
 from gateway.storage.filesystem import FilesystemBlobStore

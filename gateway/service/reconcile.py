@@ -27,7 +27,7 @@ from typing import Any
 
 from gateway.errors import GatewayError, NotFound
 from gateway.metadata.base import ImageRecord
-from gateway.service import ImageService
+from gateway.service.core import ImageService
 from gateway.storage.base import DELETE_MANY_LIMIT, BlobInfo, collection_prefix, rendition_owner
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.metadata.query import Condition, Cursor, ListQuery, sort_position
-from gateway.service import EVERYONE, ImageService, Scope
+from gateway.service.core import EVERYONE, ImageService, Scope
 
 SCAN_LIMIT = 10_000
 MAX_VALUES = 1000

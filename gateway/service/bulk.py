@@ -21,7 +21,7 @@ from gateway.errors import NotFound
 from gateway.metadata.base import ImageRecord
 from gateway.metadata.query import ID_FIELD, Condition, ListQuery, SortCursor, SortKey
 from gateway.properties import merge_patch, validate_properties
-from gateway.service import EVERYONE, ImageService, Scope
+from gateway.service.core import EVERYONE, ImageService, Scope
 
 MAX_BULK = 1000
 # Single writes in flight at once: enough to hide a store's latency, few enough not to crowd it.

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.caches import ExpiringCache, SharedReads
+from gateway.service.caches import ExpiringCache, SharedReads
 from gateway.config import Config
 from gateway.keys import SERVICE
 from tests.faults import assert_invariants, install

@@ -237,7 +237,7 @@ async def test_drop_fails_at_objects_then_resumes(client: TestClient) -> None:
 async def _reconciled(service: ImageService) -> tuple[list[str], list[str]]:
     from datetime import timedelta
 
-    from gateway.reconcile import reconcile
+    from gateway.service.reconcile import reconcile
 
     summary = await reconcile(service, fix=True, grace=timedelta(0))
     assert summary.remaining == 0

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gateway.events import EventHub
+from gateway.service.events import EventHub
 from gateway.metadata.base import Event, ImageRecord
 
 pytestmark = pytest.mark.embedded
