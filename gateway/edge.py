@@ -19,9 +19,15 @@ SECURITY_HEADERS = {
 # answers 400 before any route or middleware runs. Bodies and form fields are bounded by
 # `limits` in the config, while they stream.
 HTTP_PARSER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
-_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
-_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, X-API-Key, X-Request-ID"
-_EXPOSED = "ETag, Link, Location, X-Request-ID, X-Total-Count"
+_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+_REQUEST_HEADERS = (
+    "Authorization, Content-Type, If-Match, X-API-Key, X-Request-ID, Idempotency-Key, "
+    "Tus-Resumable, Upload-Length, Upload-Offset, Upload-Metadata, Upload-Checksum, Upload-Defer-Length, Upload-Concat"
+)
+_EXPOSED = (
+    "ETag, Link, Location, X-Request-ID, X-Total-Count, "
+    "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Upload-Offset, Upload-Length, Upload-Expires"
+)
 
 
 def _allowed_origin(request: web.Request) -> str | None:

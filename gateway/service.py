@@ -21,8 +21,8 @@ from typing import Any
 from bson import ObjectId
 
 from gateway.config import Config
-from gateway.errors import Conflict, GatewayError, NotFound, PreconditionFailed, TooLarge
-from gateway.images import ImageInspector
+from gateway.errors import Conflict, GatewayError, NotFound, PreconditionFailed, TooLarge, Unsupported
+from gateway.images import ImageInspector, sniff
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
 from gateway.storage.base import BlobStore, collection_prefix, object_key
 from gateway.metadata.query import ListQuery
@@ -145,6 +145,34 @@ class Upload:
             # The key holds another image's object (only imports choose ids); it is not ours to remove.
             self._key_taken = True
             raise Conflict("an image with that id exists", code="image_exists") from None
+
+    async def adopt_object(self, key: str, filename: str | None) -> None:
+        """Take the object a client stored at `key` without streaming it through us (a direct or
+        resumable upload) as this upload's image: its first bytes are sniffed by a ranged read,
+        then it is read once, hashed and validated as `put_image` validates. From here on it
+        is this upload's, so it is deleted on exit unless `commit` recorded it."""
+        if self._key is not None:
+            raise Conflict("an upload carries one image", code="multiple_images")
+        self._key = key
+        blobs = self._service.blobs
+        limits = self._service.config.limits
+        info = await blobs.head(key)  # type: ignore[attr-defined]
+        if info.size > limits.max_upload_bytes:
+            raise TooLarge(f"images are at most {limits.max_upload_bytes} bytes", code="upload_too_large")
+        head = b"".join([chunk async for chunk in blobs.get_range(key, 0, 32)])  # type: ignore[attr-defined]
+        fmt = sniff(head)
+        if fmt is None and info.size >= 18:
+            raise Unsupported("the bytes are not a supported image (JPEG, PNG, GIF, WebP, TIFF or BMP)", code="unsupported_image")
+        inspector = self._inspector = ImageInspector(limits.max_image_pixels)
+        async for chunk in blobs.get(key):
+            if inspector.size + len(chunk) > limits.max_upload_bytes:
+                raise TooLarge(f"images are at most {limits.max_upload_bytes} bytes", code="upload_too_large")
+            inspector.feed(chunk)
+            self._sha256.update(chunk)
+        found = inspector.finish().format
+        if not key.endswith("." + found.extension):
+            raise Unsupported(f"the bytes are a {found.name} image, not the type that was declared", code="format_mismatch")
+        self._filename = sanitize_filename(filename, f"{self.id}.{found.extension}")
 
     async def commit(self, properties: dict[str, Any]) -> ImageRecord:
         """Record the stored image with its properties; the upload is acknowledged after this."""

@@ -27,10 +27,13 @@ ERROR_STATUSES = {
     403: "Authenticated but not allowed, or a download link that is tampered with or expired.",
     404: "No such collection, image or route.",
     405: "The method is not allowed on this path.",
+    408: "The client stopped sending its body for longer than the idle timeout.",
     409: "A concurrent change conflicts with this one.",
     412: "If-Match names a version that is no longer current.",
     413: "The body, a field or the image is larger than the configured limit.",
     415: "The body is not of the expected media type, or the file is not a supported image.",
+    422: "An Idempotency-Key reused for a different request.",
+    460: "tus checksum extension: the body does not match its Upload-Checksum.",
     503: "A dependency (object store, database, identity service) failed or timed out.",
 }
 # Any route can answer these: a malformed request line or headers, an unknown method, and
@@ -289,8 +292,50 @@ def _datasets_group() -> Group:
     }
 
 
+_TUS_HEADER = {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"const": "1.0.0"}, "description": "the tus protocol version"}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "a repeat with the same key (same caller and collection, within 24 hours) answers what the first request answered, without storing again",
+}  # fmt: skip
+
+
+def _tus_group() -> Group:
+    """tus 1.0.0 (https://tus.io/protocols/resumable-upload): OPTIONS advertises the version,
+    extensions, Tus-Max-Size and Tus-Checksum-Algorithm; HEAD on an upload answers its
+    Upload-Offset, Upload-Length and Upload-Expires."""
+    tag = "tus"
+    upload_id = _path_param("upload_id", "^[0-9a-f]{32}$", "upload id, from the creation's Location")
+    offset_stream = {"required": True, "content": {"application/offset+octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}
+    creation_headers = [
+        _TUS_HEADER,
+        {"name": "Upload-Length", "in": "header", "required": True, "schema": {"type": "integer", "minimum": 1}, "description": "the whole upload's size"},
+        {"name": "Upload-Metadata", "in": "header", "required": False, "schema": {"type": "string"}, "description": "`filename`, `content_type`, `properties` (base64 of a JSON object), each base64"},
+        _IDEMPOTENCY_KEY,
+    ]
+    patch_headers = [
+        _TUS_HEADER,
+        {"name": "Upload-Offset", "in": "header", "required": True, "schema": {"type": "integer", "minimum": 0}, "description": "where this body starts; must equal the upload's offset"},
+        {"name": "Upload-Checksum", "in": "header", "required": False, "schema": {"type": "string"}, "description": "`sha1 <base64>` or `sha256 <base64>` of this body"},
+    ]
+    created = {"201": {"description": "created; Location names the upload (with a body: Upload-Offset, and the image once complete)", "headers": {"Location": {"schema": {"type": "string"}}, "Upload-Expires": {"schema": {"type": "string"}}}}}
+    appended = {
+        "204": {"description": "stored; Upload-Offset is the new offset", "headers": {"Upload-Offset": {"schema": {"type": "integer"}}}},
+        "200": _json("the last byte: the image, validated and recorded as an ordinary upload is", _ref("Image")),
+    }
+    group: Group = {}
+    for base, params in (("/collections/{collection}/tus", [COLLECTION]), ("/v1/images/tus", [])):
+        group[base] = {
+            "post": operation("Create a resumable upload (tus creation, creation-with-upload)", tag=tag, ok=created, errors=(404, 409, 412, 413, 415, 422, 460, 503), parameters=[*params, *creation_headers]),
+        }
+        group[base + "/{upload_id}"] = {
+            "patch": operation("Append to a resumable upload (tus core, checksum)", tag=tag, ok=appended, errors=(404, 408, 409, 412, 413, 415, 460, 503), parameters=[*params, upload_id, *patch_headers], body=offset_stream),
+            "delete": operation("Terminate a resumable upload (tus termination)", tag=tag, ok={"204": {"description": "removed with its bytes"}}, errors=(404, 409, 412, 503), parameters=[*params, upload_id, _TUS_HEADER]),
+        }
+    return group
+
+
 # Add a group here for every module that registers routes.
-GROUPS: list[Group] = [_edge_group(), _collections_group(), _v1_group(), _objects_group(), _operations_group(), _datasets_group()]
+GROUPS: list[Group] = [_edge_group(), _collections_group(), _v1_group(), _objects_group(), _operations_group(), _datasets_group(), _tus_group()]
 
 
 def described() -> dict[str, dict[str, Operation]]:

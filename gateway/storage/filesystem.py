@@ -14,17 +14,19 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from gateway.errors import BlobNotFound, Conflict, Invalid, Unavailable
 from gateway.storage.signing import UrlSigner
-from gateway.storage.base import BlobInfo
+from gateway.storage.base import BlobInfo, Progress, StagedWrite, UploadForm
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_ROUTE = "/_objects/"
+# Where direct-upload forms are sent on this backend (S3 takes them itself).
+UPLOAD_ROUTE = "/_uploads/"
 _KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}/[0-9a-f]{24}\.[a-z]{3,4}")
 _CHUNK = 256 * 1024
 
@@ -37,6 +39,8 @@ class FilesystemBlobStore:
         self._tmp = self.root / ".tmp"
         self._signer = signer
         self._tmp.mkdir(parents=True, exist_ok=True)
+        self._staging = self.root / ".uploads"
+        self._staging.mkdir(parents=True, exist_ok=True)
         log.warning("filesystem object store at %s: for development and single-host use", self.root)
 
     def local_path(self, key: str) -> Path:
@@ -148,6 +152,91 @@ class FilesystemBlobStore:
         ok = await asyncio.to_thread(os.access, self.root, os.W_OK)
         if not ok:
             raise Unavailable("the object store directory is not writable", code="storage_unavailable")
+
+
+    # --- staged writes (resumable uploads) and direct uploads ---------------------------------
+    # A staged write is one partial file in `.uploads/`, beside the objects (and apart from
+    # `.tmp`, which `partial_writes` sweeps by age: a paused upload is not a crash's leftover).
+
+    def _partial(self, upload_id: str) -> Path:
+        if re.fullmatch(r"[0-9a-f]{32}", upload_id) is None:
+            raise Invalid("malformed upload id", code="invalid_upload_id")
+        return self._staging / upload_id
+
+    async def append_staged(self, staged: StagedWrite, chunks: AsyncIterator[bytes], progress: Progress) -> None:
+        path = self._partial(staged.id)
+
+        def open_at_end() -> Any:
+            handle = open(path, "r+b" if path.exists() else "w+b")
+            # Bytes past the recorded size are a failed request's, never acknowledged.
+            handle.truncate(staged.size)
+            handle.seek(staged.size)
+            return handle
+
+        try:
+            handle = await asyncio.to_thread(open_at_end)
+        except OSError as exc:
+            raise Unavailable(f"the object store failed to stage ({exc.strerror})", code="storage_unavailable") from exc
+        written = 0
+        try:
+            async for chunk in chunks:
+                await asyncio.to_thread(handle.write, chunk)
+                written += len(chunk)
+        finally:
+            # Kept also when the body broke off: what arrived is the client's to resume from.
+            try:
+                await asyncio.to_thread(_flush_and_sync, handle)
+            finally:
+                await asyncio.to_thread(handle.close)
+            if written:
+                staged.size += written
+                await progress(staged)
+
+    async def finish_staged(self, staged: StagedWrite) -> None:
+        assert staged.key is not None
+        target = self.local_path(staged.key)
+        await asyncio.to_thread(_publish, self._partial(staged.id), target)
+
+    async def discard_staged(self, staged: StagedWrite) -> None:
+        await asyncio.to_thread(self._partial(staged.id).unlink, missing_ok=True)
+
+    async def staged_pieces(self) -> AsyncIterator[tuple[str, str, datetime]]:
+        for entry in await asyncio.to_thread(lambda: list(os.scandir(self._staging))):
+            try:
+                modified = datetime.fromtimestamp(entry.stat().st_mtime, timezone.utc)
+            except FileNotFoundError:
+                continue
+            yield entry.name, entry.name, modified
+
+    async def delete_piece(self, piece: str) -> None:
+        await asyncio.to_thread(self._partial(piece).unlink, missing_ok=True)
+
+    async def upload_form(self, key: str, *, max_bytes: int, ttl: int, content_type: str) -> UploadForm:
+        self.local_path(key)
+        url = self._signer.sign(UPLOAD_ROUTE + key, {"max_bytes": str(max_bytes)}, ttl=ttl, method="POST")
+        expires = datetime.now(timezone.utc) + timedelta(seconds=ttl)
+        return UploadForm(url, {"key": key, "Content-Type": content_type}, expires)
+
+    async def head(self, key: str) -> BlobInfo:
+        path = self.local_path(key)
+        try:
+            stat = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            raise BlobNotFound("the image's object is missing") from None
+        return BlobInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+
+    async def get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        path = self.local_path(key)
+        try:
+            handle = await asyncio.to_thread(path.open, "rb")
+        except FileNotFoundError:
+            raise BlobNotFound("the image's object is missing") from None
+        with handle:
+            await asyncio.to_thread(handle.seek, start)
+            left = end - start
+            while left > 0 and (chunk := await asyncio.to_thread(handle.read, min(_CHUNK, left))):
+                left -= len(chunk)
+                yield chunk
 
 
 def _close_opened(opening: asyncio.Future[Any]) -> None:
