@@ -14,6 +14,7 @@ from gateway.edge import edge
 from gateway import metrics
 from gateway.api import collections, datasets, feeds, health, signed_downloads, v1
 from gateway.api import tus
+from gateway.uploads import sweep
 from gateway.config import Config
 from gateway.events import EventHub, EventWriter, open_event_log
 from gateway.keys import BLOBS, CONFIG, EVENTS, METADATA, METRICS, SERVICE
@@ -59,6 +60,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(feeds.routes())
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(auth_context)
+    app.cleanup_ctx.append(sweep.background)
     app.add_routes(collections.routes())
     # Before v1's: /v1/images/tus must not be taken for an image id.
     app.add_routes(tus.routes())

@@ -81,11 +81,19 @@ class Upload:
         self._inspector: ImageInspector | None = None
         self._sha256 = hashlib.sha256()
         self._committed = False
+        # The object was stored by the client (`adopt_object`), not by this upload.
+        self._adopted = False
 
     async def __aenter__(self) -> Upload:
         return self
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if not self._committed and self._adopted and not (isinstance(exc, GatewayError) and exc.status < 500):
+            # The object stays its pending upload's: a retry adopts it again, or the sweep
+            # removes it. Only a record that may have been written is undone.
+            if self._record is not None:
+                await asyncio.shield(self._service._discard_record(self.collection, self.id))
+            return
         if not self._committed and self._key is not None and not self._key_taken:
             # Shielded: a client that disconnects cancels the request, and the undo must still finish.
             await asyncio.shield(
@@ -154,6 +162,7 @@ class Upload:
         if self._key is not None:
             raise Conflict("an upload carries one image", code="multiple_images")
         self._key = key
+        self._adopted = True
         blobs = self._service.blobs
         limits = self._service.config.limits
         info = await blobs.head(key)  # type: ignore[attr-defined]
@@ -233,18 +242,23 @@ class ImageService:
             await upload.put_image(chunks(), filename)
             return await upload.commit(properties)
 
+    async def _discard_record(self, collection: str, image_id: str) -> bool:
+        """Remove a failed upload's record if it was written; False when that is unknown."""
+        try:
+            await self.meta.delete(collection, image_id)
+        except NotFound:
+            pass
+        except GatewayError:
+            log.warning("upload %s/%s: record state unknown after a failure; object kept for reconcile", collection, image_id)
+            return False
+        return True
+
     async def _discard(self, collection: str, image_id: str, key: str, *, record_maybe_written: bool) -> None:
         """Undo a failed upload: the record first (if it may exist), then the object, so no
         visible record ever lacks its object. When the record cannot be confirmed gone, the
         object stays; the pair is then complete, or the object is an orphan for reconcile."""
-        if record_maybe_written:
-            try:
-                await self.meta.delete(collection, image_id)
-            except NotFound:
-                pass
-            except GatewayError:
-                log.warning("upload %s/%s: record state unknown after a failure; object kept for reconcile", collection, image_id)
-                return
+        if record_maybe_written and not await self._discard_record(collection, image_id):
+            return
         try:
             await self.blobs.delete(key)
         except GatewayError:

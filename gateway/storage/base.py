@@ -66,10 +66,11 @@ class BlobStore(Protocol):
         `content_type` and a Content-Disposition naming `filename`. May be relative to the
         gateway (the filesystem backend's links are gateway routes)."""
 
-    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False) -> int:
+    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False, keep: frozenset[str] = frozenset()) -> int:
         """How many writes a crash left unfinished (temporary files, incomplete multipart
         uploads) under `prefix` that began before `older_than`: bytes nobody can reach. With
-        `remove`, they are discarded too. `reconcile` calls this."""
+        `remove`, they are discarded too. Writes to a key in `keep` (a resumable upload's) are
+        not counted. `reconcile` calls this."""
 
     async def ping(self) -> None:
         """Raise `Unavailable` unless the store answers."""

@@ -117,7 +117,7 @@ class FilesystemBlobStore:
                     continue
                 yield BlobInfo(f"{directory}/{name}", stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
 
-    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False) -> int:
+    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False, keep: frozenset[str] = frozenset()) -> int:
         # Temporary files carry no key, so they belong to no collection: only a whole-store
         # sweep (no prefix) looks at them.
         if prefix:

@@ -192,14 +192,14 @@ class S3BlobStore:
                 for item in page.get("Contents", []):
                     yield BlobInfo(item["Key"], item["Size"], item["LastModified"])
 
-    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False) -> int:
+    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False, keep: frozenset[str] = frozenset()) -> int:
         # MinIO lists a bucket's multipart uploads only without a prefix, so the filter is ours.
         found = 0
         paginator = self._client.get_paginator("list_multipart_uploads")
         with _Failure("list incomplete uploads"):
             async for page in paginator.paginate(Bucket=self.bucket):
                 for upload in page.get("Uploads", []):
-                    if not upload["Key"].startswith(prefix) or upload["Initiated"] >= older_than:
+                    if not upload["Key"].startswith(prefix) or upload["Initiated"] >= older_than or upload["Key"] in keep:
                         continue
                     found += 1
                     if remove:

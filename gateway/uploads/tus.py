@@ -138,7 +138,11 @@ class ResumableUploads:
             staged = StagedWrite.from_dict(upload.staged)
             await self.blobs.discard_staged(staged)
             if staged.key and (upload.info.get("finishing") or upload.kind == "direct"):
-                await self.blobs.delete(staged.key)
+                # The object may already be an image whose upload was not marked done: it stays.
+                try:
+                    await self.meta.get(upload.collection, upload.info["image_id"])
+                except NotFound:
+                    await self.blobs.delete(staged.key)
         await self.meta.delete_upload(upload.id)
 
     async def terminate(self, collection: str, upload_id: str, *, owner: str | None) -> None:
