@@ -25,8 +25,9 @@ from gateway.api.common import (
     within,
     service,
 )
+from gateway.api.uploads import guarded_upload
 from gateway.errors import Invalid, TooLarge, Unsupported
-from gateway.keys import BLOBS, CONFIG, METADATA, OWNER_SCOPE, USER_ID
+from gateway.keys import BLOBS, CONFIG, METADATA, OWNER_SCOPE
 from gateway.api.params import encode_cursor, list_query, no_query, parse_json
 from gateway.metadata.query import Cursor, owned_by
 from gateway.names import collection_name, image_id
@@ -143,7 +144,7 @@ async def upload_image(request: web.Request) -> web.Response:
         raise Invalid("the multipart body has no boundary", code="invalid_multipart") from None
     fields: dict[str, Any] = {}
     typed: dict[str, Any] = {}
-    async with service(request).upload(collection, owner=request.get(USER_ID)) as upload:
+    async with guarded_upload(request, collection) as upload:
         while (part := await _next_part(reader, limits.body_idle_timeout_seconds)) is not None:
             name = part.name or ""
             if name in IMAGE_FIELDS and (part.filename is not None or not upload.has_image):

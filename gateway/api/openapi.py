@@ -173,7 +173,7 @@ def _collections_group() -> Group:
                 "List images, newest first", tag=tag, ok={"200": _json("one page of images", {"type": "array", "items": _ref("Image")})},
                 errors=(404, 503), parameters=[COLLECTION, *LIST_PARAMS],
             ),
-            "post": operation("Upload an image (multipart)", tag=tag, ok=_image_ok("the stored image"), errors=(409, 413, 415, 503), parameters=[COLLECTION], body=_MULTIPART),
+            "post": operation("Upload an image (multipart)", tag=tag, ok=_image_ok("the stored image"), errors=(409, 413, 415, 422, 503), parameters=[COLLECTION, _IDEMPOTENCY_KEY], body=_MULTIPART),
         }
         group[base + "/{image_id}"] = {
             "get": operation("One image's document", tag=tag, ok=_image_ok(), errors=(404, 503), parameters=image_params),
@@ -211,7 +211,7 @@ def _v1_group() -> Group:
     for slash in ("", "/"):
         group["/v1/images" + slash] = {
             "get": operation("List images (offset pages)", tag=tag, ok={"200": _json("one page", page)}, errors=(503,), parameters=paging),
-            "post": operation("Upload an image (base64 JSON)", tag=tag, ok={"201": _json("the stored image", _ref("Image"))}, errors=(409, 413, 415, 503), body=upload),
+            "post": operation("Upload an image (base64 JSON)", tag=tag, ok={"201": _json("the stored image", _ref("Image"))}, errors=(409, 413, 415, 422, 503), parameters=[_IDEMPOTENCY_KEY], body=upload),
         }
         group["/v1/images/{image_id}" + slash] = {
             "get": operation("One image's document", tag=tag, ok=_image_ok(), errors=(404, 503), parameters=[IMAGE_ID]),

@@ -16,11 +16,13 @@ from aiohttp import web
 
 from gateway.api.common import absolute, document, etag, service, within
 from gateway.api.params import no_query, parse_json
-from gateway.errors import GatewayError, Invalid, PreconditionFailed, Unsupported
+from gateway.errors import GatewayError, Invalid, NotFound, PreconditionFailed, Unsupported
 from gateway.keys import CONFIG, USER_ID
 from gateway.metadata.base import PendingUpload
 from gateway.names import collection_name
 from gateway.uploads import tus
+from gateway.uploads.idempotency import HEADER, Idempotency, fingerprint, parse_key
+from gateway.uploads.leases import new_upload_id
 from gateway.uploads.tus import Declared, ResumableUploads
 
 OFFSET_STREAM = "application/offset+octet-stream"
@@ -170,7 +172,31 @@ async def create(request: web.Request) -> web.Response:
         raise Invalid("uploads declare their Upload-Length (creation-defer-length is not offered)", code="invalid_header")
     length = _length(request, "Upload-Length")
     declared, raw_metadata = parse_metadata(request.headers.get("Upload-Metadata"))
-    upload = await _uploads(request).create(collection, length, declared, owner=request.get(USER_ID))
+    uploads = _uploads(request)
+    owner = request.get(USER_ID)
+    key = parse_key(request.headers.get(HEADER))
+
+    async def recover(upload_id: str) -> dict[str, str] | None:
+        try:
+            return {"upload_id": (await uploads.meta.get_upload(upload_id)).id}
+        except NotFound:
+            return None
+
+    claim = await Idempotency(uploads.meta, request.app[CONFIG].uploads.idempotency_ttl_seconds).claim(
+        key, caller=owner, collection=collection, kind="tus", recover=recover,
+        fingerprint=fingerprint("tus", length, raw_metadata), new_id=new_upload_id,
+    )
+    if not claim.fresh:
+        answer = await claim.replay(fingerprint("tus", length, raw_metadata), recover)
+        upload = await uploads.get(collection, answer["upload_id"], owner=owner)
+        location = {"Location": absolute(request, f"{_base(request)}/{upload.id}")}
+        return web.Response(status=201, headers={**location, **_tus_headers(upload, uploads.offset(upload))})
+    try:
+        upload = await uploads.create(collection, length, declared, owner=owner, upload_id=claim.resource_id if key else None)
+    except BaseException as exc:
+        await claim.outcome(exc)
+        raise
+    await claim.succeeded({"upload_id": upload.id})
     location = {"Location": absolute(request, f"{_base(request)}/{upload.id}")}
     if request.content_type == OFFSET_STREAM and (request.content_length or request.body_exists):
         return await _append(request, upload, 0, status=201, extra=location)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.common import absolute, decode_base64, document, read_json_object, redirect_to_object, service
+from gateway.api.uploads import guarded_upload, in_chunks
 from gateway.errors import Invalid
-from gateway.keys import CONFIG, OWNER_SCOPE, USER_ID
+from gateway.keys import CONFIG, OWNER_SCOPE
 from gateway.api.params import list_query, no_query
 from gateway.metadata.query import ListQuery, owned_by
 from gateway.names import image_id
@@ -34,7 +35,9 @@ async def create_image(request: web.Request) -> web.Response:
     properties = body.get("properties", {})
     data = decode_base64(body.get("data"))
     del body
-    record = await service(request).upload_bytes(_collection(request), data, filename, properties, owner=request.get(USER_ID))
+    async with guarded_upload(request, _collection(request)) as upload:
+        await upload.put_image(in_chunks(data), filename)
+        record = await upload.commit(properties)
     return web.json_response(document(request, record), status=201)
 
 

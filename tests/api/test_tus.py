@@ -226,3 +226,16 @@ async def test_a_truncated_image_is_refused_at_the_last_byte_with_nothing_left(c
     assert (await client.head(location, headers=TUS)).status == 404
     assert await object_keys(client.app[SERVICE].blobs) == []
     assert (await (await client.get("/collections/resumable/images")).json()) == []
+
+
+async def test_creation_with_an_idempotency_key_answers_the_same_upload(client: TestClient) -> None:
+    image = png(seed=7)
+    headers = {**TUS, "Upload-Length": str(len(image)), "Idempotency-Key": "tus-1", "Upload-Metadata": metadata(filename="a.png")}
+    first = await client.post("/collections/resumable/tus", headers=headers)
+    again = await client.post("/collections/resumable/tus", headers=headers)
+    assert first.status == again.status == 201
+    assert first.headers["Location"] == again.headers["Location"]
+    different = await client.post("/collections/resumable/tus", headers={**headers, "Upload-Length": str(len(image) + 1)})
+    assert different.status == 422
+    doc = await (await patch(client, path_of(first.headers["Location"]), 0, image)).json()
+    assert doc["image"] == "a.png"
