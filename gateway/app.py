@@ -13,7 +13,7 @@ from gateway.auth.middleware import auth_context, authenticate
 from gateway.edge import edge
 from gateway import metrics
 from gateway.api import collections, datasets, feeds, health, signed_downloads, v1
-from gateway.api import tus
+from gateway.api import tus, uploads
 from gateway.uploads import sweep
 from gateway.config import Config
 from gateway.events import EventHub, EventWriter, open_event_log
@@ -64,6 +64,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(collections.routes())
     # Before v1's: /v1/images/tus must not be taken for an image id.
     app.add_routes(tus.routes())
+    app.add_routes(uploads.routes(config))
     app.add_routes(v1.routes())
     app.add_routes(datasets.routes())
     app.add_routes(openapi.routes())

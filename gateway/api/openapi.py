@@ -334,8 +334,54 @@ def _tus_group() -> Group:
     return group
 
 
+def _direct_group() -> Group:
+    tag = "direct uploads"
+    upload_id = _path_param("upload_id", "^[0-9a-f]{32}$", "the id the upload's start answered")
+    start_body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object", "required": ["size", "content_type"], "additionalProperties": False,
+                    "properties": {
+                        "filename": {"type": "string"}, "size": {"type": "integer", "minimum": 1},
+                        "content_type": {"enum": ["image/jpeg", "image/png", "image/gif", "image/webp", "image/tiff", "image/bmp"]},
+                        "properties": {"type": "object"},
+                    },
+                }
+            }
+        },
+    }  # fmt: skip
+    started = {
+        "type": "object", "required": ["id", "method", "url", "fields", "expires_at", "complete_url"],
+        "properties": {
+            "id": {"type": "string"}, "method": {"const": "POST"}, "url": {"type": "string", "description": "where to POST the form"},
+            "fields": {"type": "object", "additionalProperties": {"type": "string"}, "description": "form fields to send before the file (field `file`)"},
+            "expires_at": {"type": "string", "format": "date-time"}, "complete_url": {"type": "string", "description": "POST here once the file is sent"},
+        },
+    }  # fmt: skip
+    form = {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream"}}, "additionalProperties": {"type": "string"}}}}}
+    signed = [
+        {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}, "description": "object key"},
+        _query_param("max_bytes", {"type": "string"}, "the largest file accepted"),
+        _query_param("expires", {"type": "string"}, "expiry, seconds since the epoch"),
+        _query_param("signature", {"type": "string"}, "HMAC-SHA256 of method, path and query"),
+    ]
+    return {
+        "/collections/{collection}/uploads": {
+            "post": operation("Start a direct upload: a form to send the file straight to the object store", tag=tag, ok={"201": _json("the form", started)}, errors=(404, 409, 413, 415, 503), parameters=[COLLECTION], body=start_body),
+        },
+        "/collections/{collection}/uploads/{upload_id}/complete": {
+            "post": operation("Complete a direct upload: the stored file is validated and recorded", tag=tag, ok=_image_ok("the stored image"), errors=(404, 409, 413, 415, 422, 503), parameters=[COLLECTION, upload_id, _IDEMPOTENCY_KEY]),
+        },
+        "/_uploads/{key}": {
+            "post": operation("A signed upload form (filesystem backend; the signature is the credential)", tag=tag, ok={"204": {"description": "stored"}}, errors=(403, 409, 413, 415), parameters=signed, body=form, public=True),
+        },
+    }
+
+
 # Add a group here for every module that registers routes.
-GROUPS: list[Group] = [_edge_group(), _collections_group(), _v1_group(), _objects_group(), _operations_group(), _datasets_group(), _tus_group()]
+GROUPS: list[Group] = [_edge_group(), _collections_group(), _v1_group(), _objects_group(), _operations_group(), _datasets_group(), _tus_group(), _direct_group()]
 
 
 def described() -> dict[str, dict[str, Operation]]:

@@ -42,6 +42,9 @@ async def seed(client: TestClient) -> str:
     link = await client.get(f"/collections/{COLLECTION}/images/{image_id}/image", headers=headers, allow_redirects=False)
     assert link.status == 302
     SIGNED_LINKS[image_id] = URL(link.headers["Location"]).path_qs
+    form = await client.post(f"/collections/{COLLECTION}/uploads", json={"size": 10, "content_type": "image/png"}, headers=headers)
+    assert form.status == 201, await form.text()
+    SIGNED_LINKS["upload_form"] = URL((await form.json())["url"]).path_qs
     return image_id
 
 
@@ -54,7 +57,9 @@ def concrete(path: str, image_id: str, collection: str = COLLECTION) -> str:
     if path == "/_objects/{key}":
         # The signature is the credential: the link the download route handed out.
         return SIGNED_LINKS[image_id]
-    return path.replace("{collection}", collection).replace("{image_id}", image_id)
+    if path == "/_uploads/{key}":
+        return SIGNED_LINKS["upload_form"]
+    return path.replace("{collection}", collection).replace("{image_id}", image_id).replace("{upload_id}", "0" * 32)
 
 
 async def call(client: TestClient, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, Any] | None, Any]:
