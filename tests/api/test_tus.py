@@ -239,3 +239,18 @@ async def test_creation_with_an_idempotency_key_answers_the_same_upload(client: 
     assert different.status == 422
     doc = await (await patch(client, path_of(first.headers["Location"]), 0, image)).json()
     assert doc["image"] == "a.png"
+
+
+async def test_cors_lets_a_browser_on_another_origin_speak_tus(make_client: Any) -> None:
+    client = await make_client({"cors": {"allowed_origins": ["https://app.example"]}})
+    preflight = await client.options(
+        "/collections/resumable/tus/" + "0" * 32,
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PATCH", "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type"},
+    )
+    assert preflight.status == 204
+    allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"tus-resumable", "upload-offset", "upload-length", "upload-metadata", "upload-checksum", "idempotency-key"} <= allowed
+    image = png()
+    created = await client.post("/collections/resumable/tus", headers={**TUS, "Origin": "https://app.example", "Upload-Length": str(len(image))})
+    exposed = {h.strip().lower() for h in created.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"location", "upload-offset", "upload-expires", "tus-resumable", "tus-version", "tus-max-size"} <= exposed
