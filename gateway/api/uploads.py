@@ -129,7 +129,7 @@ async def receive_form(request: web.Request) -> web.Response:
         if part.name != "file":
             if len(fields) >= 16:
                 raise Invalid("too many form fields", code="too_many_fields")
-            fields[part.name or ""] = (await part.read(decode=False))[:4096].decode("utf-8", "replace")
+            fields[part.name or ""] = await _short_field(part, limits.body_idle_timeout_seconds)
             continue
         if fields.get("key") != key or not fields.get("Content-Type", "").startswith("image/"):
             raise Forbidden("the form's fields do not match what was signed", code="invalid_form")
@@ -146,6 +146,15 @@ async def receive_form(request: web.Request) -> web.Response:
         # As S3 answers a form upload without success_action_status.
         return web.Response(status=204)
     raise Invalid("the form carries no field 'file'", code="missing_image")
+
+
+async def _short_field(part: BodyPartReader, idle: float) -> str:
+    value = bytearray()
+    while chunk := await within(idle, part.read_chunk(4096)):
+        value += chunk
+        if len(value) > 4096:
+            raise TooLarge("a form field is larger than 4096 bytes", code="field_too_large")
+    return value.decode("utf-8", "replace")
 
 
 def routes(config: Config) -> list[web.RouteDef]:

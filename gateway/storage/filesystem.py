@@ -167,7 +167,11 @@ class FilesystemBlobStore:
         path = self._partial(staged.id)
 
         def open_at_end() -> Any:
-            handle = open(path, "r+b" if path.exists() else "w+b")
+            exists = path.exists()
+            if (exists and path.stat().st_size < staged.size) or (not exists and staged.size > 0):
+                # Never filled with zeros: bytes a client was told are stored must be there.
+                raise Unavailable("the upload's stored bytes are missing", code="staging_lost")
+            handle = open(path, "r+b" if exists else "w+b")
             # Bytes past the recorded size are a failed request's, never acknowledged.
             handle.truncate(staged.size)
             handle.seek(staged.size)

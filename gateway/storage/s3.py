@@ -236,11 +236,17 @@ class S3BlobStore:
         state = staged.store
         if not state.get("tail"):
             return bytearray()
-        with _Failure("read a staged tail"):
-            answer = await self._client.get_object(Bucket=self.bucket, Key=state["tail_key"], Range=f"bytes=0-{state['tail'] - 1}")
-            body = answer["Body"]
-            async with body:
-                return bytearray(await body.read())
+        try:
+            with _Failure("read a staged tail"):
+                answer = await self._client.get_object(Bucket=self.bucket, Key=state["tail_key"], Range=f"bytes=0-{state['tail'] - 1}")
+                body = answer["Body"]
+                async with body:
+                    tail = bytearray(await body.read())
+        except BlobNotFound:
+            tail = bytearray()
+        if len(tail) != state["tail"]:
+            raise Unavailable("the upload's stored bytes are missing", code="staging_lost")
+        return tail
 
     async def _send_part(self, staged: StagedWrite, body: bytes) -> None:
         state = staged.store

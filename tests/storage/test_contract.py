@@ -391,3 +391,18 @@ async def test_head_and_ranges(blob_store: BlobStore) -> None:
     assert b"".join([c async for c in blob_store.get_range(key, 2, 5)]) == b"234"  # type: ignore[attr-defined]
     with pytest.raises(BlobNotFound):
         await blob_store.head(new_key())  # type: ignore[attr-defined]
+
+
+async def test_a_staged_write_whose_bytes_are_gone_is_refused_not_filled(blob_store: BlobStore) -> None:
+    from gateway.errors import Unavailable
+    from gateway.storage.base import StagedWrite
+
+    staged = StagedWrite(secrets.token_hex(16), key=new_key(), content_type="image/png", filename="a.png")
+
+    async def progress(state: StagedWrite) -> None:
+        pass
+
+    await blob_store.append_staged(staged, chunked(b"x" * 1000), progress)  # type: ignore[attr-defined]
+    await blob_store.discard_staged(staged)  # type: ignore[attr-defined]  # as if a sweep took them
+    with pytest.raises(Unavailable):
+        await blob_store.append_staged(staged, chunked(b"y" * 10), progress)  # type: ignore[attr-defined]
