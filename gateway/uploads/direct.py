@@ -48,7 +48,7 @@ class DirectUploads:
             raise Invalid("size must be a positive integer (bytes)", code="invalid_body")
         if size > limits.max_upload_bytes:
             raise TooLarge(f"images are at most {limits.max_upload_bytes} bytes", code="upload_too_large")
-        if content_type not in _EXTENSIONS:
+        if not isinstance(content_type, str) or content_type not in _EXTENSIONS:
             raise Unsupported(f"content_type must be one of {', '.join(sorted(_EXTENSIONS))}", code="unsupported_image")
         if filename is not None and not isinstance(filename, str):
             raise Invalid("filename must be a string", code="invalid_body")

@@ -122,3 +122,8 @@ async def test_abandoned_uploads_are_swept_and_never_orphans(client: TestClient)
     assert (await sweep(service, now=utcnow() + timedelta(hours=1))).uploads == 1
     assert await object_keys(service.blobs) == []
     assert (await complete(client, started)).status == 404
+
+
+async def test_start_refuses_a_content_type_that_is_no_string(client: TestClient) -> None:
+    response = await client.post("/collections/direct/uploads", json={"size": 10, "content_type": ["image/png"]})
+    assert response.status == 415
