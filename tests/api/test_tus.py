@@ -254,3 +254,17 @@ async def test_cors_lets_a_browser_on_another_origin_speak_tus(make_client: Any)
     created = await client.post("/collections/resumable/tus", headers={**TUS, "Origin": "https://app.example", "Upload-Length": str(len(image))})
     exposed = {h.strip().lower() for h in created.headers["Access-Control-Expose-Headers"].split(",")}
     assert {"location", "upload-offset", "upload-expires", "tus-resumable", "tus-version", "tus-max-size"} <= exposed
+
+
+async def test_a_resumable_upload_is_counted_and_announced_as_any_upload(client: TestClient) -> None:
+    events: list[tuple[str, str]] = []
+
+    async def listen(kind: str, record: Any) -> None:
+        events.append((kind, record.id))
+
+    client.app[SERVICE].listeners.append(listen)
+    image = png(seed=11)
+    doc = await (await patch(client, await create(client, len(image), collection="counted"), 0, image)).json()
+    assert events == [("upload", doc["id"])]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_images_stored_total{collection="counted"} 1.0' in metrics
