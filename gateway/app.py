@@ -21,6 +21,7 @@ from gateway.renditions.service import RenditionService
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
 from gateway.storage.base import LocalFiles
+from gateway.uploads import sweep
 
 
 async def _backends(app: web.Application) -> AsyncIterator[None]:
@@ -64,5 +65,6 @@ def create_app(config: Config) -> web.Application:
     app.on_shutdown.append(feeds.close_sockets)
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(auth_context)
+    app.cleanup_ctx.append(sweep.background)
     setup_routes(app, config)
     return app

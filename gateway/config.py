@@ -173,6 +173,18 @@ class RenditionsConfig:
 
 
 @dataclass(frozen=True)
+class UploadsConfig:
+    # A resumable (tus) upload not finished this long after its last byte expires and is swept.
+    tus_expiry_seconds: int = 24 * 3600
+    # How long a direct-upload form is valid; its pending upload expires with it.
+    direct_expiry_seconds: int = 15 * 60
+    # How often each replica looks for expired uploads and idempotency keys.
+    sweep_interval_seconds: float = 60.0
+    # A repeated Idempotency-Key is answered like the first request for this long.
+    idempotency_ttl_seconds: int = 24 * 3600
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("./data")
     default_collection: str = "images"
@@ -187,6 +199,7 @@ class Config:
     cors: CorsConfig = field(default_factory=CorsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     renditions: RenditionsConfig = field(default_factory=RenditionsConfig)
+    uploads: UploadsConfig = field(default_factory=UploadsConfig)
 
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
@@ -447,6 +460,13 @@ def validate(config: Config) -> None:
     require(config.events.poll_interval_seconds > 0, "events.poll_interval_seconds", "must be positive")
     require(config.events.retention_seconds > 0, "events.retention_seconds", "must be positive")
     require(config.auth.identification_timeout_seconds > 0, "auth.identification_timeout_seconds", "must be positive")
+    uploads = config.uploads
+    require(uploads.tus_expiry_seconds > 0, "uploads.tus_expiry_seconds", "must be positive")
+    require(
+        1 <= uploads.direct_expiry_seconds <= 7 * 24 * 3600, "uploads.direct_expiry_seconds", "must be between 1 and 604800 (S3's limit of 7 days)"
+    )
+    require(uploads.sweep_interval_seconds > 0, "uploads.sweep_interval_seconds", "must be positive")
+    require(uploads.idempotency_ttl_seconds > 0, "uploads.idempotency_ttl_seconds", "must be positive")
     validate_renditions(config.renditions, require)
 
 

@@ -58,6 +58,20 @@ class PreconditionFailed(GatewayError):
     code = "precondition_failed"
 
 
+class Unprocessable(GatewayError):
+    """Well-formed but not acceptable: an Idempotency-Key reused for a different request."""
+
+    status = 422
+    code = "unprocessable"
+
+
+class ChecksumMismatch(GatewayError):
+    """tus's checksum extension: the body does not match its Upload-Checksum."""
+
+    status = 460
+    code = "checksum_mismatch"
+
+
 class RequestTimeout(GatewayError):
     status = 408
     code = "body_timeout"

@@ -24,11 +24,16 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # Outcomes a caller asked for, not failures of the dependency.
 _EXPECTED = (NotFound,)
 
-BLOB_OPERATIONS = ("put", "get", "delete", "delete_many", "list", "presign", "ping")
+BLOB_OPERATIONS = (
+    "put", "get", "delete", "delete_many", "list", "presign", "ping",
+    "append_staged", "finish_staged", "discard_staged", "upload_form", "head", "get_range",
+)  # fmt: skip
 METADATA_OPERATIONS = (
     "insert", "insert_many", "get", "find", "count", "replace_properties", "delete", "delete_records", "records",
     "ensure_collection", "collection_generation", "begin_drop", "finish_drop", "collections",
     "collection_stats", "ping",
+    "insert_upload", "get_upload", "replace_upload", "delete_upload", "pending_uploads",
+    "claim_idempotency", "replace_idempotency", "purge_idempotency",
 )  # fmt: skip
 
 

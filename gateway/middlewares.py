@@ -52,9 +52,16 @@ class ParserLimits(TypedDict):
 
 
 HTTP_PARSER_LIMITS: ParserLimits = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
-_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
-_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, X-API-Key, X-Request-ID"
-_EXPOSED = "Content-Disposition, ETag, Link, Location, X-Request-ID, X-Total-Count"
+# tus clients in browsers send and read the protocol's own headers, and probe with OPTIONS.
+_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+_REQUEST_HEADERS = (
+    "Authorization, Content-Type, If-Match, X-API-Key, X-Request-ID, Idempotency-Key, "
+    "Tus-Resumable, Upload-Length, Upload-Offset, Upload-Metadata, Upload-Checksum, Upload-Defer-Length, Upload-Concat"
+)
+_EXPOSED = (
+    "Content-Disposition, ETag, Link, Location, X-Request-ID, X-Total-Count, "
+    "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Upload-Offset, Upload-Length, Upload-Expires"
+)
 
 
 class Outcome:

@@ -27,6 +27,8 @@ from tests.peers import free_port
 
 EXAMPLES_PER_OPERATION = 8
 
+# tus bodies are raw bytes under their own media type.
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 schema = schemathesis.openapi.from_dict(openapi.document(create_app(make_config(Path(tempfile.mkdtemp(prefix="fuzz-schema-"))))))
 
 

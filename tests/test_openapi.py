@@ -70,10 +70,15 @@ def test_every_routed_handler_carries_an_operation(tmp_path: Path, backend: str)
         if route.resource is not None and openapi.operation_of(route.handler) is None
     ]
     assert missing == []
-    # Public is what the operation says, and only probes, docs, metrics and signed links are.
-    assert {p for _, p in openapi.public_routes(app)} == {
-        "/", "/openapi.json", "/docs", "/docs/{file}", "/gallery", "/gallery/", "/gallery/{name}", "/health", "/ready", "/metrics", *(["/_objects/{key}"] if backend == "filesystem" else []),
+    # Public is what the operation says, and only probes, docs, metrics, tus discovery and signed
+    # links (downloads, and the filesystem's stand-in for a bucket's upload form) are.
+    public = openapi.public_routes(app)
+    signed = ["/_objects/{key}", "/_uploads/{key}"] if backend == "filesystem" else []
+    assert {p for _, p in public} == {
+        "/", "/openapi.json", "/docs", "/docs/{file}", "/gallery", "/gallery/", "/gallery/{name}", "/health", "/ready", "/metrics",
+        "/collections/{collection}/tus", "/v1/images/tus", *signed,
     }  # fmt: skip
+    assert {m for m, p in public if "/tus" in p} == {"options"}
 
 
 async def test_the_docs_page_is_self_contained(make_client: Any) -> None:

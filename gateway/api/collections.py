@@ -25,11 +25,12 @@ from gateway.api.common import (
     service,
     within,
 )
-from gateway.api.openapi import IF_MATCH, LIST_PARAMS, REDIRECT, RENDITION_PARAMS, image_ok, json_answer, operation, query_param, ref
+from gateway.api.openapi import IDEMPOTENCY_KEY, IF_MATCH, LIST_PARAMS, REDIRECT, RENDITION_PARAMS, image_ok, json_answer, operation, query_param, ref
 from gateway.errors import Invalid, TooLarge, Unsupported
-from gateway.keys import BLOBS, CONFIG, METADATA, USER_ID
+from gateway.keys import BLOBS, CONFIG, METADATA
 from gateway.api.compat import parse_projection, project
 from gateway.api.params import SKIP_NAMES, list_query, next_cursor, no_query, parse_json
+from gateway.api.uploads import guarded_upload
 from gateway.metadata.base import iso_time
 from gateway.names import collection_name, image_id
 from gateway.jsoncodec import json_response
@@ -132,8 +133,8 @@ def _client_filename(raw: str | None) -> str | None:
 
 @operation(
     "Upload an image (multipart)", tag=TAG, ok=image_ok("the stored image, or with `duplicate: true` the one already holding these bytes (dedupe)"),
-    errors=(409, 413, 415, 503), body=_MULTIPART,
-    parameters=(query_param("dedupe", {"type": "boolean"}, "answer an image with the same bytes instead of storing a copy (also a form field)"),),
+    errors=(409, 413, 415, 422, 503), body=_MULTIPART,
+    parameters=(query_param("dedupe", {"type": "boolean"}, "answer an image with the same bytes instead of storing a copy (also a form field)"), IDEMPOTENCY_KEY),
 )
 async def upload_image(request: web.Request) -> web.Response:
     no_query(request.query, allowed=("dedupe",))
@@ -145,7 +146,7 @@ async def upload_image(request: web.Request) -> web.Response:
     reader = await multipart(request)
     fields: dict[str, Any] = {}
     typed: dict[str, Any] = {}
-    async with service(request).upload(collection, owner=request.get(USER_ID)) as upload:
+    async with guarded_upload(request, collection) as upload:
         while (part := await next_part(reader, limits.body_idle_timeout_seconds)) is not None:
             name = part.name or ""
             if name in IMAGE_FIELDS and (part.filename is not None or not upload.has_image):
@@ -165,11 +166,12 @@ async def upload_image(request: web.Request) -> web.Response:
                 fields[name] = await _field_text(part, limits.max_properties_bytes, limits.body_idle_timeout_seconds)
         if not upload.has_image:
             raise Invalid("the upload has no file in the field 'image'", code="missing_image")
-        if dedupe and (existing := await upload.existing_copy()) is not None:
+        # Plain fields are string properties; a JSON field supplies typed ones and wins.
+        properties = {**fields, **typed}
+        if dedupe and (existing := await upload.existing_copy(properties)) is not None:
             # Not committed: leaving the block removes the copy just stored.
             return json_response({**document(request, existing), "duplicate": True}, headers={"ETag": etag(existing)})
-        # Plain fields are string properties; a JSON field supplies typed ones and wins.
-        record = await upload.commit({**fields, **typed})
+        record = await upload.commit(properties)
     return json_response(document(request, record), headers={"ETag": etag(record)})
 
 

@@ -35,10 +35,13 @@ ERROR_STATUSES = {
     403: "Authenticated but not allowed, or a download link that is tampered with or expired.",
     404: "No such collection, image or route.",
     405: "The method is not allowed on this path.",
+    408: "The client stopped sending its body for longer than the idle timeout.",
     409: "A concurrent change conflicts with this one.",
     412: "If-Match names a version that is no longer current.",
     413: "The body, a field or the image is larger than the configured limit.",
     415: "The body is not of the expected media type, or the file is not a supported image.",
+    422: "An Idempotency-Key reused for a different request.",
+    460: "tus checksum extension: the body does not match its Upload-Checksum.",
     503: "A dependency (object store, database, identity service) failed or timed out.",
 }
 # Any route can answer these: a malformed request line or headers, an unknown method, and
@@ -111,8 +114,19 @@ PATH_PARAMETERS = {
     "collection": path_param("collection", {"type": "string", "pattern": f"^{COLLECTION_PATTERN}$"}, "collection name"),
     "image_id": path_param("image_id", {"type": "string", "pattern": f"^{IMAGE_ID_INPUT_PATTERN}$"}, "image id (24 hex digits)"),
     "key": path_param("key", {"type": "string"}, "object key"),
+    "upload_id": path_param("upload_id", {"type": "string", "pattern": "^[0-9a-f]{32}$"}, "upload id (32 hex digits), from the upload's creation"),
 }
 IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}, "description": "an ETag from a previous answer"}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "a repeat with the same key (same caller and collection, within uploads.idempotency_ttl_seconds) answers what the first request answered, without storing again; the same key with another request is a 422",
+}  # fmt: skip
+
+
+def header_param(name: str, schema: dict[str, Any], description: str, *, required: bool = False) -> Spec:
+    return {"name": name, "in": "header", "required": required, "description": description, "schema": schema}
+
+
 def page_size(default: int) -> Spec:
     return query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, f"page size (default {default})")
 
@@ -218,10 +232,14 @@ def operation_of(handler: Any) -> Operation | None:
 
 
 def _routes(app: web.Application) -> list[tuple[str, str, Any]]:
-    """(method, path template, handler) of every route the app serves, HEAD and preflights aside."""
+    """(method, path template, handler) of every route the app serves. A HEAD that a GET's
+    handler answers is that GET's; a HEAD or OPTIONS with its own handler (tus's) is an
+    operation of its own. CORS preflights are answered by the edge, never routed."""
     found = []
     for route in app.router.routes():
-        if route.method in ("HEAD", "OPTIONS", "*") or route.resource is None:
+        if route.method == "*" or route.resource is None:
+            continue
+        if route.method == "HEAD" and any(other.method == "GET" and other.handler is route.handler for other in route.resource):
             continue
         found.append((route.method.lower(), route.resource.canonical, route.handler))
     return found

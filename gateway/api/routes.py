@@ -9,21 +9,22 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import metrics
-from gateway.api import collections, compat, datasets, docs, feeds, gallery, health, openapi, signed_downloads, v1
+from gateway.api import collections, compat, datasets, docs, feeds, gallery, health, openapi, signed_downloads, tus, uploads, v1
 from gateway.config import Config
 from gateway.keys import METRICS
 from gateway.middlewares import Handler
-from gateway.storage.filesystem import DOWNLOAD_ROUTE
+from gateway.storage.filesystem import DOWNLOAD_ROUTE, UPLOAD_ROUTE
 
 # The original service answered under /images, /documents and /items alike; the first is the main one.
 IMAGE_NOUNS = ("images", "documents", "items")
 
 
 def _add(app: web.Application, path: str, name: str, **methods: Handler) -> None:
-    """One named resource with a handler per method (`get` also answers HEAD)."""
+    """One named resource with a handler per method (`get` also answers HEAD, unless a `head`
+    of its own is given)."""
     resource = app.router.add_resource(path, name=name)
     for method, handler in methods.items():
-        if method == "get":
+        if method == "get" and "head" not in methods:
             resource.add_route("HEAD", handler)  # as `add_get` does
         resource.add_route(method.upper(), handler)
 
@@ -68,8 +69,16 @@ def setup_routes(app: web.Application, config: Config) -> None:
         add(base + "/{image_id}/info", f"{noun}.info", get=collections.get_image)
         add(base + "/{image_id}/image", f"{noun}.download", get=collections.download)
         add(base + "/{image_id}/file", f"{noun}.file", get=collections.download)
+    # Issue 12: resumable uploads (tus 1.0.0), and direct uploads to the object store.
+    add("/collections/{collection}/tus", "tus", options=tus.options, post=tus.create)
+    add("/collections/{collection}/tus/{upload_id}", "tus.upload", head=tus.head, patch=tus.patch, delete=tus.terminate)
+    add("/collections/{collection}/uploads", "direct_uploads", post=uploads.start_direct_upload)
+    add("/collections/{collection}/uploads/{upload_id}/complete", "direct_upload.complete", post=uploads.complete_direct_upload)
 
     # Seed 000: /v1/images over the default collection, and the same with a trailing slash.
+    # tus first: /v1/images/tus is no image id.
+    add("/v1/images/tus", "v1.tus", options=tus.v1_options, post=tus.v1_create)
+    add("/v1/images/tus/{upload_id}", "v1.tus.upload", head=tus.v1_head, patch=tus.v1_patch, delete=tus.v1_terminate)
     add("/v1/images", "v1.images", get=v1.list_images, post=v1.create_image)
     add("/v1/images/{image_id}", "v1.image", get=v1.get_image, delete=v1.delete_image)
     add("/v1/images/{image_id}/image", "v1.download", get=v1.download)
@@ -80,3 +89,5 @@ def setup_routes(app: web.Application, config: Config) -> None:
     if config.storage.backend == "filesystem":
         # The store's files are served here, through the LOCAL_FILES it supplies.
         add(DOWNLOAD_ROUTE + "{key:.+}", "signed_download", get=signed_downloads.serve_object)
+        # ... and the direct-upload forms S3 would take itself, through the same signer.
+        add(UPLOAD_ROUTE + "{key:.+}", "signed_upload", post=uploads.receive_form)

@@ -6,9 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.common import absolute, decode_base64, document, read_json_object, redirect_to_object, scope, service
-from gateway.api.openapi import OFFSET, REDIRECT, RENDITION_PARAMS, image_ok, json_answer, operation, page_size, ref
+from gateway.api.openapi import IDEMPOTENCY_KEY, OFFSET, REDIRECT, RENDITION_PARAMS, image_ok, json_answer, operation, page_size, ref
 from gateway.errors import Invalid
-from gateway.keys import CONFIG, USER_ID
+from gateway.api.uploads import guarded_upload, in_chunks
+from gateway.keys import CONFIG
 from gateway.api.params import list_query, no_query
 from gateway.metadata.query import ListQuery
 from gateway.names import image_id
@@ -41,7 +42,10 @@ def _collection(request: web.Request) -> str:
     return request.app[CONFIG].default_collection
 
 
-@operation("Upload an image (base64 JSON)", tag=TAG, ok={"201": json_answer("the stored image", ref("Image"))}, errors=(409, 413, 415, 503), body=_UPLOAD)
+@operation(
+    "Upload an image (base64 JSON)", tag=TAG, ok={"201": json_answer("the stored image", ref("Image"))}, errors=(409, 413, 415, 422, 503),
+    parameters=(IDEMPOTENCY_KEY,), body=_UPLOAD,
+)  # fmt: skip
 async def create_image(request: web.Request) -> web.Response:
     no_query(request.query)
     limits = request.app[CONFIG].limits
@@ -57,7 +61,9 @@ async def create_image(request: web.Request) -> web.Response:
     properties = body.get("properties", {})
     data = decode_base64(body.get("data"))
     del body
-    record = await service(request).upload_bytes(_collection(request), data, filename, properties, owner=request.get(USER_ID))
+    async with guarded_upload(request, _collection(request)) as upload:
+        await upload.put_image(in_chunks(data), filename)
+        record = await upload.commit(properties)
     return json_response(document(request, record), status=201)
 
 

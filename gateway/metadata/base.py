@@ -97,6 +97,48 @@ class CollectionStats:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class PendingUpload:
+    """An upload whose bytes are still arriving (tus) or are sent straight to the object store
+    (direct): recorded before the client is told where to send them, so a replica can continue
+    it and the sweep can find it when it expires. `image_id` is set once it became an image."""
+
+    id: str
+    kind: str  # "tus" or "direct"
+    collection: str
+    owner: str | None
+    length: int
+    # What the client declared: filename, content_type, properties (and tus's raw metadata).
+    info: dict[str, Any]
+    # `StagedWrite.as_dict()`: the bytes stored so far and the object store's own state.
+    staged: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime
+    # A lease: the request that holds it is the only one writing (any replica may hold it).
+    lock: str | None = None
+    lock_expires: datetime | None = None
+    image_id: str | None = None
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class IdempotencyEntry:
+    """What an upload with an Idempotency-Key answered, or that it is still running. `scope`
+    names the caller, the collection and the key; `fingerprint` the request."""
+
+    scope: str
+    fingerprint: str
+    # The id of what the first request creates (an image, a tus upload), chosen before it
+    # stores anything, so a retry can find what was stored when the answer was lost.
+    resource_id: str
+    state: str  # "in_flight", "done" or "refused"
+    lease_expires: datetime
+    expires_at: datetime
+    # done: the record as first answered; refused: status, code and message of the 4xx.
+    answer: dict[str, Any] | None = None
+    version: int = 1
+
+
 @runtime_checkable
 class MetadataStore(Protocol):
     """Image records, keyed by (collection, id), and the registry of collections.
@@ -173,6 +215,35 @@ class MetadataStore(Protocol):
 
     async def ping(self) -> None:
         """Raise `Unavailable` unless the database answers."""
+
+    # --- uploads in progress and idempotency keys -------------------------------------------
+
+    async def insert_upload(self, upload: PendingUpload) -> None:
+        """Record a new pending upload; `Conflict` if its id exists."""
+
+    async def get_upload(self, upload_id: str) -> PendingUpload:
+        """One pending upload; `NotFound` (code `upload_not_found`) if absent."""
+
+    async def replace_upload(self, upload: PendingUpload, expected_version: int) -> bool:
+        """Store `upload` if the stored one still has `expected_version`; False when it does not
+        (another request changed it) or is gone."""
+
+    async def delete_upload(self, upload_id: str) -> None:
+        """Forget a pending upload; a missing one is not an error."""
+
+    async def pending_uploads(self, *, expired_before: datetime | None = None, limit: int = 1000) -> list[PendingUpload]:
+        """Up to `limit` pending uploads (only those expiring before `expired_before`, when
+        given), oldest expiry first."""
+
+    async def claim_idempotency(self, entry: IdempotencyEntry) -> IdempotencyEntry | None:
+        """Store `entry` if no live entry has its scope and return None; else return the live
+        one. An entry past its `expires_at` is replaced as if absent."""
+
+    async def replace_idempotency(self, entry: IdempotencyEntry, expected_version: int) -> bool:
+        """Store `entry` if the stored one still has `expected_version`; False otherwise."""
+
+    async def purge_idempotency(self, before: datetime) -> int:
+        """Remove entries that expired before `before`; how many."""
 
 
 @dataclass(frozen=True)

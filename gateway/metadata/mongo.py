@@ -11,10 +11,11 @@ whoever opened it closes it: `open` and `open_with_event_log` do both.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -22,11 +23,10 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from gateway.config import Config
 from gateway.errors import Conflict, NotFound
-from gateway.metadata.base import RECORD_FIELDS, CollectionStats, EventLog, ImageRecord, utcnow
+from gateway.metadata.base import RECORD_FIELDS, CollectionStats, EventLog, IdempotencyEntry, ImageRecord, PendingUpload, utcnow
 from gateway.metadata.mongo_client import Client, connect, unavailable_on_failure
 from gateway.metadata.mongo_events import MongoEventLog
 from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, ListQuery, keyset, order, sort_position
-
 
 
 def _doc_id(collection: str, image_id: str) -> str:
@@ -116,6 +116,8 @@ class MongoMetadataStore:
         self._db = client[database]
         self._images = self._db["images"]
         self._collections = self._db["collections"]
+        self._uploads = self._db["uploads"]
+        self._idempotency = self._db["idempotency"]
 
     @classmethod
     @asynccontextmanager
@@ -143,6 +145,8 @@ class MongoMetadataStore:
             await self._images.create_index(
                 [("collection", ASCENDING), ("owner", ASCENDING), ("time", DESCENDING), ("id", DESCENDING)], name="collection_owner_time_id"
             )
+            await self._uploads.create_index([("expires_at", ASCENDING)], name="expires_at")
+            await self._idempotency.create_index([("expires_at", ASCENDING)], name="expires_at")
             await self._backfill_sort_keys()
 
     async def _backfill_sort_keys(self) -> None:
@@ -286,3 +290,60 @@ class MongoMetadataStore:
 
     async def ping(self) -> None:
         await self._call(self._db.command("ping"))
+
+    # --- uploads in progress and idempotency keys -------------------------------------------
+
+    async def insert_upload(self, upload: PendingUpload) -> None:
+        with unavailable_on_failure():
+            try:
+                await self._uploads.insert_one({"_id": upload.id, **dataclasses.asdict(upload)})
+            except DuplicateKeyError:
+                raise Conflict("an upload with that id exists", code="upload_exists") from None
+
+    async def get_upload(self, upload_id: str) -> PendingUpload:
+        doc = await self._call(self._uploads.find_one({"_id": upload_id}))
+        if doc is None:
+            raise NotFound("no upload with that id", code="upload_not_found")
+        return _from_doc(PendingUpload, doc)
+
+    async def replace_upload(self, upload: PendingUpload, expected_version: int) -> bool:
+        result = await self._call(
+            self._uploads.replace_one({"_id": upload.id, "version": expected_version}, {"_id": upload.id, **dataclasses.asdict(upload)})
+        )
+        return result.matched_count == 1
+
+    async def delete_upload(self, upload_id: str) -> None:
+        await self._call(self._uploads.delete_one({"_id": upload_id}))
+
+    async def pending_uploads(self, *, expired_before: datetime | None = None, limit: int = 1000) -> list[PendingUpload]:
+        spec = {} if expired_before is None else {"expires_at": {"$lt": expired_before}}
+        docs = await self._call(self._uploads.find(spec).sort("expires_at", ASCENDING).limit(limit).to_list(length=limit))
+        return [_from_doc(PendingUpload, doc) for doc in docs]
+
+    async def claim_idempotency(self, entry: IdempotencyEntry) -> IdempotencyEntry | None:
+        await self._call(self._idempotency.delete_one({"_id": entry.scope, "expires_at": {"$lt": utcnow()}}))
+        with unavailable_on_failure():
+            try:
+                await self._idempotency.insert_one({"_id": entry.scope, **dataclasses.asdict(entry)})
+                return None
+            except DuplicateKeyError:
+                pass
+        doc = await self._call(self._idempotency.find_one({"_id": entry.scope}))
+        if doc is None:
+            # Removed between our insert and our read (it expired): try once more.
+            return await self.claim_idempotency(entry)
+        return _from_doc(IdempotencyEntry, doc)
+
+    async def replace_idempotency(self, entry: IdempotencyEntry, expected_version: int) -> bool:
+        result = await self._call(
+            self._idempotency.replace_one({"_id": entry.scope, "version": expected_version}, {"_id": entry.scope, **dataclasses.asdict(entry)})
+        )
+        return result.matched_count == 1
+
+    async def purge_idempotency(self, before: datetime) -> int:
+        result = await self._call(self._idempotency.delete_many({"expires_at": {"$lt": before}}))
+        return result.deleted_count
+
+
+def _from_doc(cls: Any, doc: dict[str, Any]) -> Any:
+    return cls(**{item.name: doc[item.name] for item in dataclasses.fields(cls) if item.name in doc})

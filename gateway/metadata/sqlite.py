@@ -6,17 +6,18 @@ The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[n]` takes versio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.config import Config
 from gateway.errors import Conflict, NotFound
-from gateway.metadata.base import CollectionStats, EventLog, ImageRecord, to_millis, utcnow
+from gateway.metadata.base import CollectionStats, EventLog, IdempotencyEntry, ImageRecord, PendingUpload, to_millis, utcnow
 from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, ListQuery, keyset, order
 from gateway.metadata.sqlite_events import SqliteEventLog
 from gateway.metadata.sqlite_thread import SqliteThread, connect
@@ -25,6 +26,8 @@ from gateway.metadata.sqlite_thread import SqliteThread, connect
 # metadata database's write lock.
 DATABASE_FILE = "metadata.sqlite3"
 EVENTS_FILE = "events.sqlite3"
+
+T = TypeVar("T")
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -60,6 +63,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX images_by_owner ON images (collection, owner, time, id);
     """,
     "ALTER TABLE images ADD COLUMN orientation INTEGER",
+    # To v4: uploads in progress (tus, direct) and idempotency keys. Written to be idempotent
+    # (IF NOT EXISTS), so applying it to a database that has them changes nothing.
+    """
+    CREATE TABLE IF NOT EXISTS uploads (
+        id TEXT PRIMARY KEY,
+        document TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        version INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS uploads_by_expiry ON uploads (expires_at);
+    CREATE TABLE IF NOT EXISTS idempotency (
+        scope TEXT PRIMARY KEY,
+        document TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        version INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
+    """,
 )
 
 _COLUMNS = (
@@ -484,3 +505,88 @@ class SqliteMetadataStore(SqliteThread):
 
     async def ping(self) -> None:
         await self._run(lambda: self.db.execute("SELECT 1").fetchone())
+
+    # --- uploads in progress and idempotency keys -------------------------------------------
+    # Each is one JSON document with the columns queries need beside it.
+
+    async def insert_upload(self, upload: PendingUpload) -> None:
+        def insert() -> None:
+            try:
+                self.db.execute(
+                    "INSERT INTO uploads (id, document, expires_at, version) VALUES (?, ?, ?, ?)",
+                    (upload.id, _dump(upload), _ts(upload.expires_at), upload.version),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict("an upload with that id exists", code="upload_exists") from None
+
+        await self._run(insert)
+
+    async def get_upload(self, upload_id: str) -> PendingUpload:
+        row = await self._run(lambda: self.db.execute("SELECT document FROM uploads WHERE id = ?", (upload_id,)).fetchone())
+        if row is None:
+            raise NotFound("no upload with that id", code="upload_not_found")
+        return _load(PendingUpload, row[0])
+
+    async def replace_upload(self, upload: PendingUpload, expected_version: int) -> bool:
+        return await self._run(
+            lambda: self.db.execute(
+                "UPDATE uploads SET document = ?, expires_at = ?, version = ? WHERE id = ? AND version = ?",
+                (_dump(upload), _ts(upload.expires_at), upload.version, upload.id, expected_version),
+            ).rowcount == 1
+        )
+
+    async def delete_upload(self, upload_id: str) -> None:
+        await self._run(lambda: self.db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,)))
+
+    async def pending_uploads(self, *, expired_before: datetime | None = None, limit: int = 1000) -> list[PendingUpload]:
+        bound = _ts(expired_before) if expired_before is not None else "9999"
+        rows = await self._run(
+            lambda: self.db.execute(
+                "SELECT document FROM uploads WHERE expires_at < ? ORDER BY expires_at LIMIT ?", (bound, limit)
+            ).fetchall()
+        )
+        return [_load(PendingUpload, row[0]) for row in rows]
+
+    async def claim_idempotency(self, entry: IdempotencyEntry) -> IdempotencyEntry | None:
+        def claim() -> IdempotencyEntry | None:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("DELETE FROM idempotency WHERE scope = ? AND expires_at < ?", (entry.scope, _ts(utcnow())))
+                row = self.db.execute("SELECT document FROM idempotency WHERE scope = ?", (entry.scope,)).fetchone()
+                if row is None:
+                    self.db.execute(
+                        "INSERT INTO idempotency (scope, document, expires_at, version) VALUES (?, ?, ?, ?)",
+                        (entry.scope, _dump(entry), _ts(entry.expires_at), entry.version),
+                    )
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            return None if row is None else _load(IdempotencyEntry, row[0])
+
+        return await self._run(claim)
+
+    async def replace_idempotency(self, entry: IdempotencyEntry, expected_version: int) -> bool:
+        return await self._run(
+            lambda: self.db.execute(
+                "UPDATE idempotency SET document = ?, expires_at = ?, version = ? WHERE scope = ? AND version = ?",
+                (_dump(entry), _ts(entry.expires_at), entry.version, entry.scope, expected_version),
+            ).rowcount == 1
+        )
+
+    async def purge_idempotency(self, before: datetime) -> int:
+        return await self._run(lambda: self.db.execute("DELETE FROM idempotency WHERE expires_at < ?", (_ts(before),)).rowcount)
+
+
+def _dump(value: PendingUpload | IdempotencyEntry) -> str:
+    return json.dumps(
+        {name: _ts(item) if isinstance(item, datetime) else item for name, item in dataclasses.asdict(value).items()}
+    )
+
+
+def _load(cls: type[T], text: str) -> T:
+    data = json.loads(text)
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if item.name in ("created_at", "expires_at", "lock_expires", "lease_expires") and isinstance(data.get(item.name), str):
+            data[item.name] = _dt(data[item.name])
+    return cls(**data)

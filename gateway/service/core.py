@@ -24,10 +24,10 @@ from typing import Any, cast
 
 from gateway.service.caches import ExpiringCache, SharedReads
 from gateway.config import Config
-from gateway.errors import BlobNotFound, Conflict, Forbidden, GatewayError, NotFound, PreconditionFailed, TooLarge
-from gateway.images import ImageInspector
+from gateway.errors import BlobNotFound, Conflict, Forbidden, GatewayError, NotFound, PreconditionFailed, TooLarge, Unsupported
+from gateway.images import ACCEPTED, ImageInspector, sniff
 from gateway.metadata.base import CollectionStats, ImageRecord, MetadataStore, utcnow
-from gateway.storage.base import DELETE_MANY_LIMIT, BlobStore, collection_prefix, object_key, rendition_prefix
+from gateway.storage.base import DELETE_MANY_LIMIT, BlobStore, StagingStore, collection_prefix, object_key, rendition_prefix
 from gateway.metadata.query import SHA256_FIELD, Condition, ListQuery, owned_by
 from gateway.names import new_image_id
 from gateway.properties import merge_patch
@@ -108,11 +108,19 @@ class Upload:
         self._inspector: ImageInspector | None = None
         self._sha256 = hashlib.sha256()
         self._committed = False
+        # The object was stored by the client (`adopt_object`), not by this upload.
+        self._adopted = False
 
     async def __aenter__(self) -> Upload:
         return self
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if not self._committed and self._adopted and not (isinstance(exc, GatewayError) and exc.status < 500):
+            # The object stays its pending upload's: a retry adopts it again, or the sweep
+            # removes it. Only a record that may have been written is undone.
+            if self._record is not None:
+                await asyncio.shield(self._service._discard_record(self.collection, self.id))
+            return
         if not self._committed and self._key is not None and not self._key_taken:
             # Shielded: a client that disconnects cancels the request, and the undo must still finish.
             await asyncio.shield(
@@ -214,6 +222,34 @@ class Upload:
                 self._key_taken = existing.path == self._key
                 raise
         return generation
+    async def adopt_object(self, key: str, filename: str | None) -> None:
+        """Take the object a client stored at `key` without streaming it through us (a direct or
+        resumable upload) as this upload's image: its first bytes are sniffed by a ranged read,
+        then it is read once, hashed and validated as `put_image` validates. From here on it
+        is this upload's, so it is deleted on exit unless `commit` recorded it."""
+        if self._key is not None:
+            raise Conflict("an upload carries one image", code="multiple_images")
+        self._key = key
+        self._adopted = True
+        staging = self._service.staging
+        limits = self._service.config.limits
+        info = await staging.head(key)
+        if info.size > limits.max_upload_bytes:
+            raise TooLarge(f"images are at most {limits.max_upload_bytes} bytes", code="upload_too_large")
+        head = b"".join([chunk async for chunk in staging.get_range(key, 0, 32)])
+        fmt = sniff(head)
+        if fmt is None and info.size >= 18:
+            raise Unsupported(f"the bytes are not a supported image ({ACCEPTED})", code="unsupported_image")
+        inspector = self._inspector = ImageInspector(limits.max_image_pixels)
+        async for chunk in self._service.blobs.get(key):
+            if inspector.size + len(chunk) > limits.max_upload_bytes:
+                raise TooLarge(f"images are at most {limits.max_upload_bytes} bytes", code="upload_too_large")
+            inspector.feed(chunk)
+            self._sha256.update(chunk)
+        found = inspector.finish().format
+        if not key.endswith("." + found.extension):
+            raise Unsupported(f"the bytes are a {found.name} image, not the type that was declared", code="format_mismatch")
+        self._filename = sanitize_filename(filename, f"{self.id}.{found.extension}")
 
     async def commit(self, properties: dict[str, Any]) -> ImageRecord:
         """Record the stored image with its properties; the upload is acknowledged after this."""
@@ -272,6 +308,12 @@ class ImageService:
         ttl = config.storage.presign_ttl_seconds
         self.links: ExpiringCache[str] = ExpiringCache(min(ttl / 2, LINK_REUSE_SECONDS), _CACHE_ENTRIES)
 
+    @property
+    def staging(self) -> StagingStore:
+        """The object store's resumable and direct uploads: every backend offers them beside
+        `BlobStore` (a fault-injecting or metrics wrapper passes them through)."""
+        return cast(StagingStore, self.blobs)
+
     async def collection_generation(self, collection: str) -> tuple[str, bool]:
         """The generation of an active collection, registering it if new (`Conflict` while it is
         being dropped), and whether it came from the cache: reused from the last registration
@@ -315,18 +357,23 @@ class ImageService:
             await upload.put_image(chunks(), filename)
             return await upload.commit(properties)
 
+    async def _discard_record(self, collection: str, image_id: str) -> bool:
+        """Remove a failed upload's record if it was written; False when that is unknown."""
+        try:
+            await self.meta.delete(collection, image_id)
+        except NotFound:
+            pass
+        except GatewayError:
+            log.warning("upload %s/%s: record state unknown after a failure; object kept for reconcile", collection, image_id)
+            return False
+        return True
+
     async def _discard(self, collection: str, image_id: str, key: str, *, record_maybe_written: bool) -> None:
         """Undo a failed upload: the record first (if it may exist), then the object, so no
         visible record ever lacks its object. When the record cannot be confirmed gone, the
         object stays; the pair is then complete, or the object is an orphan for reconcile."""
-        if record_maybe_written:
-            try:
-                await self.meta.delete(collection, image_id)
-            except NotFound:
-                pass
-            except GatewayError:
-                log.warning("upload %s/%s: record state unknown after a failure; object kept for reconcile", collection, image_id)
-                return
+        if record_maybe_written and not await self._discard_record(collection, image_id):
+            return
         try:
             await self.blobs.delete(key)
         except GatewayError:

@@ -13,7 +13,10 @@ code point order), so one merge pass finds every difference with flat memory at 
   exists, and is an orphan like any other object once it does not;
 - a collection drop that stopped half way is resumed with `--fix`;
 - temporary files and incomplete multipart uploads older than the grace period (a crash's
-  leftovers, never visible as objects) are discarded with `--fix`.
+  leftovers, never visible as objects) are discarded with `--fix`;
+- objects and staging pieces of pending uploads (tus, direct) are theirs, not orphans; `--fix`
+  first sweeps the expired uploads (`gateway.uploads.sweep`), and pieces whose upload is gone
+  are orphans like any other.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from typing import Any
 from gateway.errors import GatewayError, NotFound
 from gateway.metadata.base import ImageRecord
 from gateway.service.core import ImageService
-from gateway.storage.base import DELETE_MANY_LIMIT, BlobInfo, collection_prefix, rendition_owner
+from gateway.storage.base import DELETE_MANY_LIMIT, STAGING_PREFIX, BlobInfo, StagedWrite, collection_prefix, rendition_owner
+from gateway.uploads.sweep import sweep
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,10 @@ class Summary:
     unfinished_drops: int = 0
     # Objects under `<collection>/_renditions/<id>/` whose image exists: never orphans.
     renditions: int = 0
+    # Objects and staging pieces that belong to uploads still pending, and uploads swept.
+    pending_uploads: int = 0
+    swept_uploads: int = 0
+    orphan_pieces: int = 0
     fixed: int = 0
     # Problems found and not repaired (a failed fix, a corrupt object, or no `--fix`).
     remaining: int = 0
@@ -97,6 +105,7 @@ class Reconciler:
         self._orphans: list[str] = []
         # The last image a rendition was checked against: an image's renditions list together.
         self._rendered: tuple[str, bool] = ("", False)
+        self._pending_keys: set[str] = set()
 
     async def run(self, collection: str | None = None) -> Summary:
         # Taken once: an object older than this was stored before the run began minus the grace.
@@ -104,6 +113,7 @@ class Reconciler:
         await self._resume_drops(collection)
         prefix = collection_prefix(collection) if collection else ""
         blobs = self.service.blobs
+        await self._pending_uploads(cutoff)
         await self._partial_writes(cutoff, prefix)
         objects = _ordered(blobs.list(prefix).__aiter__(), lambda blob: blob.key, "object")
         records = _ordered(self.service.meta.records(collection).__aiter__(), lambda record: record.path, "record")
@@ -146,13 +156,38 @@ class Reconciler:
                     log.warning("could not finish dropping %s: %s", name, exc.message)
             self.summary.problem("unfinished_drop", name, fixed=fixed)
 
+    async def _pending_uploads(self, cutoff: datetime) -> None:
+        if self.fix:
+            self.summary.swept_uploads = (await sweep(self.service)).uploads
+        live: set[str] = set()
+        for upload in await self.service.meta.pending_uploads(limit=1_000_000):
+            live.add(upload.id)
+            key = StagedWrite.from_dict(upload.staged).key
+            if key is not None and upload.image_id is None:
+                self._pending_keys.add(key)
+        self.summary.pending_uploads = len(live)
+        async for upload_id, piece, modified in self.service.staging.staged_pieces():
+            if upload_id in live or modified > cutoff:
+                continue
+            self.summary.orphan_pieces += 1
+            fixed = False
+            if self.fix:
+                try:
+                    await self.service.staging.delete_piece(piece)
+                    fixed = True
+                except GatewayError as exc:
+                    log.warning("could not remove the staging piece %s: %s", piece, exc.message)
+            self.summary.problem("orphan_piece", piece, fixed=fixed)
+
     async def _partial_writes(self, cutoff: datetime, prefix: str) -> None:
-        found = await self.service.blobs.partial_writes(cutoff, prefix, remove=self.fix)
+        found = await self.service.blobs.partial_writes(cutoff, prefix, remove=self.fix, keep=frozenset(self._pending_keys))
         self.summary.partial_writes = found
         for _ in range(found):
             self.summary.problem("partial_write", prefix or "*", fixed=self.fix)
 
     async def _object_only(self, blob: BlobInfo, cutoff: datetime) -> None:
+        if blob.key.startswith(STAGING_PREFIX) or blob.key in self._pending_keys:
+            return  # a pending upload's; counted above
         owner = rendition_owner(blob.key)
         if owner is not None and await self._image_exists(*owner):
             self.summary.renditions += 1

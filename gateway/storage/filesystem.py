@@ -15,14 +15,14 @@ import re
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from gateway.config import Config
 from gateway.errors import BlobNotFound, Conflict, Invalid, Unavailable
 from gateway.names import COLLECTION_PATTERN, IMAGE_ID_PATTERN
-from gateway.storage.base import RENDITIONS_DIR, BlobInfo
+from gateway.storage.base import RENDITIONS_DIR, BlobInfo, Progress, StagedWrite, UploadForm
 from gateway.storage.signing import UrlSigner, load_or_create_secret
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ DOWNLOAD_ROUTE = "/_objects/"
 OBJECTS_DIRECTORY = "objects"
 SECRET_FILE = ".signing_key"
 _KEY_RE = re.compile(rf"{COLLECTION_PATTERN}/(?:_renditions/{IMAGE_ID_PATTERN}/[a-z0-9-]{{1,64}}\.|{IMAGE_ID_PATTERN}\.)[a-z]{{3,4}}")
+# Where direct-upload forms are sent on this backend (S3 takes them itself).
+UPLOAD_ROUTE = "/_uploads/"
 _CHUNK = 256 * 1024
 
 
@@ -43,6 +45,8 @@ class FilesystemBlobStore:
         self._tmp = self.root / ".tmp"
         self._signer = signer
         self._tmp.mkdir(parents=True, exist_ok=True)
+        self._staging = self.root / ".uploads"
+        self._staging.mkdir(parents=True, exist_ok=True)
         log.warning("filesystem object store at %s: for development and single-host use", self.root)
 
     @classmethod
@@ -134,7 +138,7 @@ class FilesystemBlobStore:
             else:
                 yield BlobInfo(key, size, datetime.fromtimestamp(mtime, timezone.utc))
 
-    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False) -> int:
+    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False, keep: frozenset[str] = frozenset()) -> int:
         # Temporary files carry no key, so they belong to no collection: only a whole-store
         # sweep (no prefix) looks at them.
         if prefix:
@@ -169,6 +173,94 @@ class FilesystemBlobStore:
         ok = await asyncio.to_thread(os.access, self.root, os.W_OK)
         if not ok:
             raise Unavailable("the object store directory is not writable", code="storage_unavailable")
+
+    # --- staged writes (resumable uploads) and direct uploads ---------------------------------
+    # A staged write is one partial file in `.uploads/`, beside the objects (and apart from
+    # `.tmp`, which `partial_writes` sweeps by age: a paused upload is not a crash's leftover).
+
+    def _partial(self, upload_id: str) -> Path:
+        if re.fullmatch(r"[0-9a-f]{32}", upload_id) is None:
+            raise Invalid("malformed upload id", code="invalid_upload_id")
+        return self._staging / upload_id
+
+    async def append_staged(self, staged: StagedWrite, chunks: AsyncIterator[bytes], progress: Progress) -> None:
+        path = self._partial(staged.id)
+
+        def open_at_end() -> Any:
+            exists = path.exists()
+            if (exists and path.stat().st_size < staged.size) or (not exists and staged.size > 0):
+                # Never filled with zeros: bytes a client was told are stored must be there.
+                raise Unavailable("the upload's stored bytes are missing", code="staging_lost")
+            handle = open(path, "r+b" if exists else "w+b")
+            # Bytes past the recorded size are a failed request's, never acknowledged.
+            handle.truncate(staged.size)
+            handle.seek(staged.size)
+            return handle
+
+        try:
+            handle = await asyncio.to_thread(open_at_end)
+        except OSError as exc:
+            raise Unavailable(f"the object store failed to stage ({exc.strerror})", code="storage_unavailable") from exc
+        written = 0
+        try:
+            async for chunk in chunks:
+                await asyncio.to_thread(handle.write, chunk)
+                written += len(chunk)
+        finally:
+            # Kept also when the body broke off: what arrived is the client's to resume from.
+            try:
+                await asyncio.to_thread(_flush_and_sync, handle)
+            finally:
+                await asyncio.to_thread(handle.close)
+            if written:
+                staged.size += written
+                await progress(staged)
+
+    async def finish_staged(self, staged: StagedWrite) -> None:
+        assert staged.key is not None
+        target = self.local_path(staged.key)
+        await asyncio.to_thread(_publish, self._partial(staged.id), target)
+
+    async def discard_staged(self, staged: StagedWrite) -> None:
+        await asyncio.to_thread(self._partial(staged.id).unlink, missing_ok=True)
+
+    async def staged_pieces(self) -> AsyncIterator[tuple[str, str, datetime]]:
+        for entry in await asyncio.to_thread(lambda: list(os.scandir(self._staging))):
+            try:
+                modified = datetime.fromtimestamp(entry.stat().st_mtime, timezone.utc)
+            except FileNotFoundError:
+                continue
+            yield entry.name, entry.name, modified
+
+    async def delete_piece(self, piece: str) -> None:
+        await asyncio.to_thread(self._partial(piece).unlink, missing_ok=True)
+
+    async def upload_form(self, key: str, *, max_bytes: int, ttl: int, content_type: str) -> UploadForm:
+        self.local_path(key)
+        url = self._signer.sign(UPLOAD_ROUTE + key, {"max_bytes": str(max_bytes)}, ttl=ttl, method="POST")
+        expires = datetime.now(timezone.utc) + timedelta(seconds=ttl)
+        return UploadForm(url, {"key": key, "Content-Type": content_type}, expires)
+
+    async def head(self, key: str) -> BlobInfo:
+        path = self.local_path(key)
+        try:
+            stat = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            raise BlobNotFound("the image's object is missing") from None
+        return BlobInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+
+    async def get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        path = self.local_path(key)
+        try:
+            handle = await asyncio.to_thread(path.open, "rb")
+        except FileNotFoundError:
+            raise BlobNotFound("the image's object is missing") from None
+        with handle:
+            await asyncio.to_thread(handle.seek, start)
+            left = end - start
+            while left > 0 and (chunk := await asyncio.to_thread(handle.read, min(_CHUNK, left))):
+                left -= len(chunk)
+                yield chunk
 
 
 def _close_opened(opening: asyncio.Future[Any]) -> None:

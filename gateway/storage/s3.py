@@ -11,7 +11,7 @@ import base64
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import aioboto3
@@ -19,8 +19,8 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.config import Config
-from gateway.errors import BlobNotFound, Conflict, Unavailable
-from gateway.storage.base import BlobInfo, content_disposition
+from gateway.errors import BlobNotFound, Conflict, Invalid, Unavailable
+from gateway.storage.base import STAGING_PREFIX, BlobInfo, Progress, StagedWrite, UploadForm, content_disposition
 
 log = logging.getLogger(__name__)
 
@@ -205,14 +205,14 @@ class S3BlobStore:
                 for item in page.get("Contents", []):
                     yield BlobInfo(item["Key"], item["Size"], item["LastModified"])
 
-    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False) -> int:
+    async def partial_writes(self, older_than: datetime, prefix: str = "", *, remove: bool = False, keep: frozenset[str] = frozenset()) -> int:
         # MinIO lists a bucket's multipart uploads only without a prefix, so the filter is ours.
         found = 0
         paginator = self._client.get_paginator("list_multipart_uploads")
         with _ErrorTranslator("list incomplete uploads"):
             async for page in paginator.paginate(Bucket=self.bucket):
                 for upload in page.get("Uploads", []):
-                    if not upload["Key"].startswith(prefix) or upload["Initiated"] >= older_than:
+                    if not upload["Key"].startswith(prefix) or upload["Initiated"] >= older_than or upload["Key"] in keep:
                         continue
                     found += 1
                     if remove:
@@ -235,3 +235,147 @@ class S3BlobStore:
     async def ping(self) -> None:
         with _ErrorTranslator("answer"):
             await asyncio.wait_for(self._client.head_bucket(Bucket=self.bucket), timeout=3)
+
+    # --- staged writes (resumable uploads) and direct uploads ---------------------------------
+    # A staged write is an S3 multipart upload at the final key, of parts of `part_size`; bytes
+    # short of a part wait in a tail object under STAGING_PREFIX until the next request or the
+    # end. Each tail has its own key (its start and length), so the state the metadata store
+    # holds always names a tail that exists, whatever a crash interrupted.
+
+    def _piece_key(self, staged: StagedWrite, start: int, length: int) -> str:
+        return f"{STAGING_PREFIX}{staged.id}/{start:012d}-{length:012d}"
+
+    async def _read_tail(self, staged: StagedWrite) -> bytearray:
+        state = staged.store
+        if not state.get("tail"):
+            return bytearray()
+        try:
+            with _ErrorTranslator("read a staged tail"):
+                answer = await self._client.get_object(Bucket=self.bucket, Key=state["tail_key"], Range=f"bytes=0-{state['tail'] - 1}")
+                body = answer["Body"]
+                async with body:
+                    tail = bytearray(await body.read())
+        except BlobNotFound:
+            tail = bytearray()
+        if len(tail) != state["tail"]:
+            raise Unavailable("the upload's stored bytes are missing", code="staging_lost")
+        return tail
+
+    async def _send_part(self, staged: StagedWrite, body: bytes) -> None:
+        state = staged.store
+        if staged.key is None:
+            raise Unavailable("a staged write reached its first part without a key", code="staging_failed")
+        if not state.get("multipart"):
+            with _ErrorTranslator("start a multipart upload"):
+                answer = await self._client.create_multipart_upload(
+                    Bucket=self.bucket, Key=staged.key, ContentType=staged.content_type,
+                    ContentDisposition=content_disposition(staged.filename), ChecksumAlgorithm="SHA256",
+                )
+            state["multipart"] = answer["UploadId"]
+            state["parts"] = []
+        number = len(state["parts"]) + 1
+        with _ErrorTranslator("store a part"):
+            answer = await self._client.upload_part(
+                Bucket=self.bucket, Key=staged.key, UploadId=state["multipart"], PartNumber=number, Body=body, ChecksumAlgorithm="SHA256"
+            )
+        part = {"PartNumber": number, "ETag": answer["ETag"]}
+        part.update({name: value for name, value in answer.items() if name.startswith("Checksum") and name != "ChecksumType"})
+        state["parts"].append(part)
+        state["in_parts"] = state.get("in_parts", 0) + len(body)
+
+    async def append_staged(self, staged: StagedWrite, chunks: AsyncIterator[bytes], progress: Progress) -> None:
+        state = staged.store
+        buffer = await self._read_tail(staged)
+        try:
+            async for chunk in chunks:
+                buffer += chunk
+                while len(buffer) >= self._part_size:
+                    await self._send_part(staged, bytes(buffer[: self._part_size]))
+                    del buffer[: self._part_size]
+                    # Only the parts are durable; the buffer is not until it is a tail.
+                    state["tail"] = 0
+                    staged.size = state["in_parts"]
+                    await progress(staged)
+        finally:
+            # What arrived is kept as the tail, also when the body broke off; a failure to keep
+            # it leaves the last reported state, which is still whole.
+            if buffer and (len(buffer) != state.get("tail") or not state.get("tail_key")):
+                start = state.get("in_parts", 0)
+                key = self._piece_key(staged, start, len(buffer))
+                with _ErrorTranslator("store a staged tail"):
+                    await self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer))
+                state["tail"], state["tail_key"] = len(buffer), key
+                staged.size = start + len(buffer)
+                await progress(staged)
+
+    async def finish_staged(self, staged: StagedWrite) -> None:
+        state = staged.store
+        assert staged.key is not None
+        if not state.get("multipart"):
+            # Shorter than a part: one PutObject, as `put` would have done.
+            tail = await self._read_tail(staged)
+            with _ErrorTranslator("store the object"):
+                await self._client.put_object(
+                    Bucket=self.bucket, Key=staged.key, Body=bytes(tail), IfNoneMatch="*", ContentType=staged.content_type,
+                    ContentDisposition=content_disposition(staged.filename), ChecksumAlgorithm="SHA256",
+                )
+        else:
+            if state.get("tail"):
+                await self._send_part(staged, bytes(await self._read_tail(staged)))
+            with _ErrorTranslator("complete a multipart upload"):
+                await self._client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=staged.key, UploadId=state["multipart"], MultipartUpload={"Parts": state["parts"]}, IfNoneMatch="*"
+                )
+        await self._delete_pieces(staged.id)
+
+    async def discard_staged(self, staged: StagedWrite) -> None:
+        state = staged.store
+        if state.get("multipart") and staged.key:
+            with _ErrorTranslator("abort a multipart upload"):
+                try:
+                    await self._client.abort_multipart_upload(Bucket=self.bucket, Key=staged.key, UploadId=state["multipart"])
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404"):
+                        raise
+        await self._delete_pieces(staged.id)
+
+    async def _delete_pieces(self, upload_id: str) -> None:
+        keys = [blob.key async for blob in self.list(f"{STAGING_PREFIX}{upload_id}/")]
+        await self.delete_many(keys)
+
+    async def staged_pieces(self) -> AsyncIterator[tuple[str, str, datetime]]:
+        async for blob in self.list(STAGING_PREFIX):
+            upload_id = blob.key[len(STAGING_PREFIX):].partition("/")[0]
+            yield upload_id, blob.key, blob.last_modified
+
+    async def delete_piece(self, piece: str) -> None:
+        if not piece.startswith(STAGING_PREFIX):
+            raise Invalid("not a staging piece", code="invalid_key")
+        await self.delete(piece)
+
+    async def upload_form(self, key: str, *, max_bytes: int, ttl: int, content_type: str) -> UploadForm:
+        # MinIO refuses a form field the policy does not name, so every field is a condition.
+        fields = {"Content-Type": content_type}
+        conditions: list[Any] = [
+            {"bucket": self.bucket}, {"key": key}, ["content-length-range", 1, max_bytes], ["starts-with", "$Content-Type", "image/"],
+        ]
+        with _ErrorTranslator("sign an upload form"):
+            signed = await self._presigner.generate_presigned_post(
+                Bucket=self.bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=ttl
+            )
+        return UploadForm(signed["url"], dict(signed["fields"]), datetime.now(timezone.utc) + timedelta(seconds=ttl))
+
+    async def head(self, key: str) -> BlobInfo:
+        with _ErrorTranslator("look at the object"):
+            answer = await self._client.head_object(Bucket=self.bucket, Key=key)
+        return BlobInfo(key, answer["ContentLength"], answer["LastModified"])
+
+    async def get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        if end <= start:
+            return
+        with _ErrorTranslator("read the object"):
+            answer = await self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+            body = answer["Body"]
+            async with body:
+                while chunk := await body.read(_CHUNK):
+                    yield chunk

@@ -748,3 +748,67 @@ async def test_orientation_round_trips(metadata_store: MetadataStore) -> None:
     assert (await metadata_store.get("photos", plain.id)).orientation is None
     found = {r.id: r.orientation for r in await metadata_store.find("photos", ListQuery())}
     assert found == {turned.id: 6, plain.id: None}
+
+
+# --- uploads in progress and idempotency keys ------------------------------------------------
+
+
+def pending_upload(upload_id: str, expires: datetime, **changes: Any) -> Any:
+    from gateway.metadata.base import PendingUpload
+
+    values: dict[str, Any] = {
+        "id": upload_id, "kind": "tus", "collection": "photos", "owner": "u1", "length": 100,
+        "info": {"filename": "a.png", "properties": {"k": [1, "x"]}}, "staged": {"id": upload_id, "size": 0, "store": {"parts": [{"PartNumber": 1, "ETag": '"e"'}]}},
+        "created_at": BASE, "expires_at": expires,
+    }
+    values.update(changes)
+    return PendingUpload(**values)
+
+
+async def test_pending_uploads_round_trip_and_conditional_replace(metadata_store: MetadataStore) -> None:
+    from dataclasses import replace
+
+    upload = pending_upload("a" * 32, at(10), lock_expires=at(5), lock="t")
+    await metadata_store.insert_upload(upload)
+    with pytest.raises(Conflict):
+        await metadata_store.insert_upload(upload)
+    assert await metadata_store.get_upload(upload.id) == upload
+    changed = replace(upload, staged={**upload.staged, "size": 50}, version=2, lock=None, lock_expires=None)
+    assert await metadata_store.replace_upload(changed, 1) is True
+    assert await metadata_store.replace_upload(replace(changed, version=3), 1) is False  # a stale version
+    assert await metadata_store.get_upload(upload.id) == changed
+    await metadata_store.delete_upload(upload.id)
+    await metadata_store.delete_upload(upload.id)  # twice is fine
+    with pytest.raises(NotFound):
+        await metadata_store.get_upload(upload.id)
+    assert await metadata_store.replace_upload(changed, 2) is False
+
+
+async def test_pending_uploads_by_expiry(metadata_store: MetadataStore) -> None:
+    for n, minutes in enumerate((30, 10, 20)):
+        await metadata_store.insert_upload(pending_upload(f"{n:032x}", at(minutes)))
+    assert [u.expires_at for u in await metadata_store.pending_uploads()] == [at(10), at(20), at(30)]
+    assert [u.expires_at for u in await metadata_store.pending_uploads(expired_before=at(25))] == [at(10), at(20)]
+    assert len(await metadata_store.pending_uploads(limit=1)) == 1
+
+
+async def test_idempotency_claims(metadata_store: MetadataStore) -> None:
+    from dataclasses import replace
+
+    from gateway.metadata.base import IdempotencyEntry, utcnow
+
+    now = utcnow()
+    entry = IdempotencyEntry("s1", "fp", "r1", "in_flight", now + timedelta(minutes=1), now + timedelta(hours=1))
+    assert await metadata_store.claim_idempotency(entry) is None
+    assert await metadata_store.claim_idempotency(replace(entry, resource_id="r2")) == entry  # the first stands
+    done = replace(entry, state="done", answer={"id": "x", "n": [1, 2]}, version=2)
+    assert await metadata_store.replace_idempotency(done, 1) is True
+    assert await metadata_store.replace_idempotency(replace(done, version=3), 1) is False
+    assert await metadata_store.claim_idempotency(entry) == done
+    # An expired entry is replaced as if absent, and purged.
+    old = IdempotencyEntry("s2", "fp", "r1", "done", now, now - timedelta(seconds=1))
+    assert await metadata_store.claim_idempotency(old) is None
+    fresh = replace(old, expires_at=now + timedelta(hours=1), resource_id="r9")
+    assert await metadata_store.claim_idempotency(fresh) is None
+    assert (await metadata_store.claim_idempotency(old)).resource_id == "r9"  # type: ignore[union-attr]
+    assert await metadata_store.purge_idempotency(now + timedelta(hours=2)) == 2

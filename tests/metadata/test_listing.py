@@ -96,7 +96,33 @@ async def test_a_version_1_database_is_migrated_to_the_owner_index(tmp_path: Pat
         await store.insert(record)
         assert await store.find("photos", owned_by(ListQuery(), "user1")) == [record]
     migrated = sqlite3.connect(path)
-    assert migrated.execute("PRAGMA user_version").fetchone()[0] == len(sqlite.MIGRATIONS) == 3
+    assert migrated.execute("PRAGMA user_version").fetchone()[0] == len(sqlite.MIGRATIONS) == 4
     assert migrated.execute("SELECT 1 FROM sqlite_master WHERE name = 'images_by_owner'").fetchone()
-    # ... and on to the orientation column (issue 9).
+    # ... and on to the orientation column (issue 9), and the uploads' tables (issue 12).
     assert "orientation" in {row[1] for row in migrated.execute("PRAGMA table_info(images)")}
+    assert {"uploads", "idempotency"} <= {row[0] for row in migrated.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+@pytest.mark.embedded
+async def test_a_version_3_database_gains_the_uploads_tables_and_keeps_its_records(tmp_path: Path) -> None:
+    from gateway.metadata import sqlite
+    from tests.metadata.test_contract import pending_upload
+
+    path = tmp_path / "metadata.sqlite3"
+    record = make_record(owner="user1")
+    async with sqlite.SqliteMetadataStore(path) as store:
+        await store.insert(record)
+    old = sqlite3.connect(path)
+    old.executescript("DROP TABLE uploads; DROP TABLE idempotency; PRAGMA user_version = 3;")
+    old.close()
+    async with sqlite.SqliteMetadataStore(path) as store:
+        assert await store.get(record.collection, record.id) == record
+        upload = pending_upload("b" * 32, at(10))
+        await store.insert_upload(upload)
+        assert await store.get_upload(upload.id) == upload
+    # The v4 script is idempotent: run again over its own tables, it changes nothing.
+    again = sqlite3.connect(path)
+    for statement in filter(str.strip, sqlite.MIGRATIONS[3].split(";")):
+        again.execute(statement)
+    assert again.execute("SELECT count(*) FROM uploads").fetchone()[0] == 1
+    assert again.execute("PRAGMA user_version").fetchone()[0] == 4

@@ -60,7 +60,7 @@ function multipart(item, url, properties) {
   });
 }
 
-async function resumable(item, collection, properties) {
+async function resumable(item, collection, properties, dedupe) {
   const tus = await loadTus();
   return new Promise((resolve, reject) => {
     const upload = new tus.Upload(item.file, {
@@ -68,7 +68,13 @@ async function resumable(item, collection, properties) {
       chunkSize: TUS_CHUNK,
       retryDelays: [0, 1000, 3000, 5000],
       headers: credential.headers(),
-      metadata: { filename: item.file.name, content_type: item.file.type || "application/octet-stream", properties: JSON.stringify(properties) },
+      // `dedupe` rides in the metadata, as the multipart upload's query parameter does.
+      metadata: {
+        filename: item.file.name,
+        content_type: item.file.type || "application/octet-stream",
+        properties: JSON.stringify(properties),
+        ...(dedupe ? { dedupe: "true" } : {}),
+      },
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
       onProgress: (sent, total) => item.progress(sent / total),
@@ -163,7 +169,7 @@ export class Uploads {
         const viaTus = tus && item.file.size >= TUS_THRESHOLD;
         item.li.dataset.via = viaTus ? "tus" : "multipart";
         try {
-          const doc = viaTus ? await resumable(item, collection, properties) : await multipart(item, url, properties);
+          const doc = viaTus ? await resumable(item, collection, properties, dedupe) : await multipart(item, url, properties);
           item.state = "done";
           const earlier = doc && !doc.duplicate ? this.findDuplicate(doc) : null;
           if (doc && doc.duplicate) item.say(`Duplicate: the same image is already in “${collection}” — not stored again`, "duplicate");
