@@ -7,10 +7,15 @@ import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+from aiohttp.test_utils import TestClient
+
 from gateway.errors import Unavailable
+from gateway.keys import SERVICE
 from gateway.metadata.base import MetadataStore
 from gateway.service import ImageService
 from gateway.storage.base import BlobStore
+from tests.helpers import png
 
 
 class Faulty:
@@ -107,3 +112,34 @@ async def send_half_an_upload(host: str, port: int, path: str, image: bytes) -> 
     )
     await writer.drain()
     return reader, writer
+
+
+# --- the app-level helpers the fault tests share -------------------------------------------
+
+
+def service_of(client: TestClient) -> ImageService:
+    return client.server.app[SERVICE]
+
+
+def image_form(image: bytes | None = None, **fields: str) -> aiohttp.FormData:
+    data = aiohttp.FormData()
+    for name, value in fields.items():
+        data.add_field(name, value)
+    data.add_field("image", image or png(), filename="a.png", content_type="image/png")
+    return data
+
+
+async def upload(client: TestClient, collection: str = "faults", **fields: str) -> aiohttp.ClientResponse:
+    return await client.post(f"/collections/{collection}/images", data=image_form(**fields))
+
+
+async def faulty(client: TestClient) -> tuple[ImageService, Faulty, Faulty]:
+    service = service_of(client)
+    blobs, meta = install(service)
+    return service, blobs, meta
+
+
+async def assert_error(response: aiohttp.ClientResponse, status: int) -> None:
+    assert response.status == status, await response.text()
+    body = await response.json()
+    assert set(body["error"]) == {"code", "message"}

@@ -4,7 +4,8 @@ Each message is JSON: first `{"event": "subscribed", "collection", "mode"}` once
 from then on will arrive, then `{"event": "upload"|"update"|"delete", "seq", "collection", "id",
 "document"}` with the document as the REST API shows it. Messages from the client are ignored.
 Authentication is the one reads have: the auth middleware runs before this handler, and leaves
-the caller's principal and scope on the request. What a listing would hide stays hidden here too:
+the caller's principal and scope on the request. A browser, which cannot set headers on a
+WebSocket, carries its credential in a subprotocol (gateway.auth.websocket). What a listing would hide stays hidden here too:
 other users' images under `auth.scope: user`, and on the all-collections feed, collections the
 caller's credentials do not reach.
 """
@@ -23,6 +24,7 @@ from gateway.service.events import EventHub
 from gateway.keys import AUTH, EVENTS, PRINCIPAL
 from gateway.metadata.base import Event
 from gateway.api.params import no_query
+from gateway.auth.websocket import PROTOCOL
 from gateway.names import collection_name
 
 
@@ -63,7 +65,12 @@ async def _pump(request: web.Request, hub: EventHub, ws: web.WebSocketResponse, 
         hub.unsubscribe(subscription)
 
 
-_FEED = {"101": {"description": "WebSocket: JSON messages `subscribed`, then `upload`, `update`, `delete` with `seq`, `collection`, `id`, `document`"}}
+_FEED = {"101": {"description": (
+    "WebSocket: JSON messages `subscribed`, then `upload`, `update`, `delete` with `seq`, `collection`, `id`, `document`."
+    f" A browser, which cannot set headers on a WebSocket, offers the subprotocols `{PROTOCOL}` and"
+    " `image-gateway.bearer.<base64url token>` or `image-gateway.apikey.<base64url key>`;"
+    f" the answer names `{PROTOCOL}` only."
+)}}
 
 
 @operation("Live events of every collection (WebSocket)", tag="operations", ok=_FEED)
@@ -80,7 +87,9 @@ async def collection_events(request: web.Request) -> web.WebSocketResponse:
 
 async def _feed(request: web.Request, collection: str | None) -> web.WebSocketResponse:
     hub = request.app[EVENTS]
-    ws = web.WebSocketResponse(heartbeat=30)
+    # The feed's protocol, answered when offered: a browser that carries its credential in a
+    # subprotocol (gateway.auth.websocket) must get one of its offers back.
+    ws = web.WebSocketResponse(heartbeat=30, protocols=(PROTOCOL,))
     await ws.prepare(request)
     hub.sockets.add(ws)
     pump = asyncio.create_task(_pump(request, hub, ws, collection))

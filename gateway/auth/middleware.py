@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway import metrics
 from gateway.auth.identity import CHALLENGE
 from gateway.auth.policy import Authenticator
+from gateway.auth.websocket import credential_headers
 from gateway.errors import Forbidden, Unauthorized
 from gateway.keys import AUTH, CONFIG, METRICS, PRINCIPAL, SCOPE, USER_ID
 from gateway.middlewares import Handler
@@ -58,7 +59,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     write = request.method in _WRITES
     collection = _collection(request, resource.canonical)
     public_read = not write and collection is not None and auth.is_public(collection)
-    principal = await auth.identify(request.headers, request.cookies)
+    upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+    principal = await auth.identify(credential_headers(request.headers, upgrade=upgrade), request.cookies)
     if principal is None:
         if public_read:
             return await handler(request)

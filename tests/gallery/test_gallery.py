@@ -55,7 +55,9 @@ class Watch:
     def __init__(self, page: Any):
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.errors: list[str] = []
+        self.sockets: list[str] = []
         page.on("request", lambda r: self.requests.append((r.method, r.url, r.headers)))
+        page.on("websocket", lambda ws: self.sockets.append(ws.url))
         page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
 
@@ -308,6 +310,13 @@ async def test_gallery_signs_in_with_an_api_key(chromium: Any, aiohttp_client: A
     assert not any(WRITER_KEY in url for _, url, _ in watch.requests)
     assert any(headers.get("x-api-key") == WRITER_KEY for _, url, headers in watch.requests if "/collections/vault/images" in url)
     await page.screenshot(path=str(GALLERY_ARTIFACTS / "signed-in-1440x900.png"))
-    # A browser cannot put the key on a WebSocket, so the feed refuses it and the page polls.
-    await page.wait_for_function("() => document.body.dataset.live === 'polling'", timeout=TIMEOUT)
-    assert [e for e in watch.violations() if not e.startswith("WebSocket connection to")] == []
+    # The live feed carries the key as a WebSocket subprotocol (a browser sets no headers on a
+    # socket), never in its URL: an image another client uploads appears without polling.
+    await page.wait_for_function("() => document.body.dataset.live === 'socket'", timeout=TIMEOUT)
+    form = aiohttp.FormData()
+    form.add_field("image", jpeg((240, 200), seed=9), filename="elsewhere.jpg", content_type="image/jpeg")
+    assert (await client.post("/collections/vault/images", data=form, headers=key)).status == 200
+    await page.wait_for_function(DECODED, arg=len(names) + 1, timeout=TIMEOUT)
+    assert await page.evaluate("() => document.body.dataset.live") == "socket"
+    assert watch.sockets and not any(WRITER_KEY in url for url in [*watch.sockets, *(url for _, url, _ in watch.requests)])
+    assert watch.violations() == []

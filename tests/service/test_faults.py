@@ -10,38 +10,9 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
-from gateway.keys import SERVICE
 from gateway.service import ImageService
-from tests.faults import Faulty, assert_invariants, install, object_keys, send_half_an_upload
+from tests.faults import assert_error, assert_invariants, faulty, object_keys, send_half_an_upload, service_of, upload
 from tests.helpers import noisy_jpeg, png
-
-
-def service_of(client: TestClient) -> ImageService:
-    return client.server.app[SERVICE]
-
-
-def image_form(image: bytes | None = None, **fields: str) -> aiohttp.FormData:
-    data = aiohttp.FormData()
-    for name, value in fields.items():
-        data.add_field(name, value)
-    data.add_field("image", image or png(), filename="a.png", content_type="image/png")
-    return data
-
-
-async def upload(client: TestClient, collection: str = "faults", **fields: str) -> aiohttp.ClientResponse:
-    return await client.post(f"/collections/{collection}/images", data=image_form(**fields))
-
-
-async def faulty(client: TestClient) -> tuple[ImageService, Faulty, Faulty]:
-    service = service_of(client)
-    blobs, meta = install(service)
-    return service, blobs, meta
-
-
-async def assert_error(response: aiohttp.ClientResponse, status: int) -> None:
-    assert response.status == status, await response.text()
-    body = await response.json()
-    assert set(body["error"]) == {"code", "message"}
 
 
 # --- upload ---------------------------------------------------------------------------------

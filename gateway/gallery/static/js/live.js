@@ -1,7 +1,25 @@
-// Live changes of one collection: the events WebSocket, or, where the feed refuses the
-// browser (a WebSocket cannot carry the credential header), a poll of the newest page.
+// Live changes of one collection: the events WebSocket, or, where the socket cannot be opened
+// (a proxy that refuses upgrades), a poll of the newest page.
 
 import { collectionPath, credential, json } from "./api.js";
+
+// A WebSocket carries no headers from a browser: the credential travels as a subprotocol
+// (base64url, never in the URL), beside the feed's own, which the server answers with.
+const FEED_PROTOCOL = "image-gateway.v1";
+
+function base64url(text) {
+  const bytes = new TextEncoder().encode(text);
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function protocols() {
+  const saved = credential.get();
+  if (!saved || !saved.value) return [FEED_PROTOCOL];
+  const kind = saved.kind === "bearer" ? "bearer" : "apikey";
+  return [FEED_PROTOCOL, `image-gateway.${kind}.${base64url(saved.value)}`];
+}
 
 const POLL_MS = 5000;
 
@@ -26,7 +44,7 @@ export class LiveFeed {
     if (!collection) return;
     this.collection = collection;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${scheme}//${location.host}${collectionPath(collection)}/events`);
+    const socket = new WebSocket(`${scheme}//${location.host}${collectionPath(collection)}/events`, protocols());
     let subscribed = false;
     this.socket = socket;
     socket.onmessage = (message) => {
