@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from gateway.app import create_app
@@ -26,7 +27,7 @@ from tests.api.test_tus import large_image
 from tests.faults import assert_invariants, object_keys
 from tests.helpers import make_config, s3_overrides
 
-pytestmark = test_browser.pytestmark
+pytestmark = pytest.mark.peers
 browser = test_browser.browser
 TUS_SCRIPT = "/gallery/vendor/tus-js-client-4.3.1/tus.min.js"
 MiB = 1024 * 1024
