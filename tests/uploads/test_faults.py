@@ -12,20 +12,14 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.errors import Unavailable
-from gateway.keys import SERVICE
 from gateway.metadata.base import utcnow
 from gateway.service.reconcile import reconcile
-from gateway.service import ImageService
 from gateway.uploads import leases
 from gateway.uploads.sweep import sweep
 from tests.api.test_tus import TUS, create, large_image, offset_of, patch
-from tests.faults import assert_invariants, install, object_keys
+from tests.faults import assert_invariants, install, object_keys, service_of
 
 MiB = 1024 * 1024
-
-
-def service_of(client: TestClient) -> ImageService:
-    return client.app[SERVICE]
 
 
 def upload_id(location: str) -> str:
