@@ -115,3 +115,25 @@ def test_an_alias_must_take_its_main_routes_path_parameters(tmp_path: Path) -> N
     app.router.add_get("/elsewhere", collections.get_image)
     with pytest.raises(ValueError, match="/elsewhere shares its handler"):
         openapi.document(app)
+
+
+def test_the_upload_routes_are_described(tmp_path: Path) -> None:
+    doc = openapi.document(create_app(make_config(tmp_path)))
+    paths = doc["paths"]
+    for base in ("/collections/{collection}/tus", "/v1/images/tus"):
+        assert set(paths[base]) == {"options", "post"} and paths[base]["options"]["security"] == []
+        assert set(paths[base + "/{upload_id}"]) == {"head", "patch", "delete"}
+        creation = {p["name"] for p in paths[base]["post"]["parameters"]}
+        assert {"Tus-Resumable", "Upload-Length", "Upload-Metadata", "Idempotency-Key"} <= creation
+        patch = paths[base + "/{upload_id}"]["patch"]
+        assert {"Upload-Offset", "Upload-Checksum", "upload_id"} <= {p["name"] for p in patch["parameters"]}
+        assert "application/offset+octet-stream" in patch["requestBody"]["content"]
+        assert {"200", "204", "409", "460"} <= set(patch["responses"])
+    start = paths["/collections/{collection}/uploads"]["post"]
+    assert set(start["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {"filename", "size", "content_type", "properties", "dedupe"}
+    assert "201" in start["responses"]
+    completion = paths["/collections/{collection}/uploads/{upload_id}/complete"]["post"]
+    assert "Idempotency-Key" in {p["name"] for p in completion["parameters"]} and "422" in completion["responses"]
+    assert paths["/_uploads/{key}"]["post"]["security"] == []
+    for multipart in (paths["/collections/{collection}/images"]["post"], paths["/v1/images"]["post"]):
+        assert "Idempotency-Key" in {p["name"] for p in multipart["parameters"]} and "422" in multipart["responses"]
