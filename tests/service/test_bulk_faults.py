@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient
 
 from tests.faults import assert_invariants
-from tests.test_faults import assert_error, faulty, upload
+from tests.service.test_faults import assert_error, faulty, upload
 
 
 async def test_delete_by_filter_fails_part_way_then_a_retry_finishes(client: TestClient) -> None:
