@@ -29,8 +29,15 @@ def _add(app: web.Application, path: str, name: str, **methods: Handler) -> None
 
 
 def setup_routes(app: web.Application, config: Config) -> None:
-    def add(path: str, name: str, **methods: Handler) -> None:
+    # The original storage service ran on Express, whose routing ignores one trailing slash, and
+    # seed 000 shows both forms: their routes also answer with one (`.../images/`). Those come
+    # after all the others, so resolving a usual path never tries them.
+    with_slash: list[tuple[str, str, dict[str, Handler]]] = []
+
+    def add(path: str, name: str, *, slash: bool = False, **methods: Handler) -> None:
         _add(app, path, name, **methods)
+        if slash:
+            with_slash.append((path + "/", name + ".slash", methods))
 
     # The service, its description and operations.
     add("/", "service", get=collections.app_info)
@@ -47,36 +54,36 @@ def setup_routes(app: web.Application, config: Config) -> None:
     add("/events", "events", get=feeds.all_events)
 
     # Seed 001: collections of images.
-    add("/collections", "collections", get=collections.list_collections)
-    add("/collections/{collection}", "collection", get=collections.get_collection, delete=collections.delete_collection)
+    add("/collections", "collections", slash=True, get=collections.list_collections)
+    add("/collections/{collection}", "collection", slash=True, get=collections.get_collection, delete=collections.delete_collection)
     add("/collections/{collection}/events", "collection_events", get=feeds.collection_events)
-    add("/collections/{collection}/export", "export_dataset", get=datasets.export_dataset)
-    add("/collections/{collection}/import", "import_dataset", post=datasets.import_dataset)
+    add("/collections/{collection}/export", "export_dataset", slash=True, get=datasets.export_dataset)
+    add("/collections/{collection}/import", "import_dataset", slash=True, post=datasets.import_dataset)
     # The later releases' property discovery.
-    add("/collections/{collection}/fields", "fields", get=compat.list_fields)
-    add("/collections/{collection}/fields/{key}", "field_values", get=compat.field_values)
+    add("/collections/{collection}/fields", "fields", slash=True, get=compat.list_fields)
+    add("/collections/{collection}/fields/{key}", "field_values", slash=True, get=compat.field_values)
     for noun in IMAGE_NOUNS:
         base = f"/collections/{{collection}}/{noun}"
         add(
-            base, noun, get=collections.list_images, post=collections.upload_image,
+            base, noun, slash=True, get=collections.list_images, post=collections.upload_image,
             patch=compat.patch_matching, delete=compat.delete_matching,
         )  # fmt: skip
         add(
-            base + "/{image_id}", f"{noun}.image", get=collections.get_image, put=collections.replace_properties,
+            base + "/{image_id}", f"{noun}.image", slash=True, get=collections.get_image, put=collections.replace_properties,
             patch=collections.patch_properties, delete=collections.delete_image,
         )  # fmt: skip
-        add(base + "/{image_id}/info", f"{noun}.info", get=collections.get_image)
-        add(base + "/{image_id}/image", f"{noun}.download", get=collections.download)
-        add(base + "/{image_id}/file", f"{noun}.file", get=collections.download)
+        add(base + "/{image_id}/info", f"{noun}.info", slash=True, get=collections.get_image)
+        add(base + "/{image_id}/image", f"{noun}.download", slash=True, get=collections.download)
+        add(base + "/{image_id}/file", f"{noun}.file", slash=True, get=collections.download)
 
     # Seed 000: /v1/images over the default collection, and the same with a trailing slash.
-    add("/v1/images", "v1.images", get=v1.list_images, post=v1.create_image)
-    add("/v1/images/{image_id}", "v1.image", get=v1.get_image, delete=v1.delete_image)
-    add("/v1/images/{image_id}/image", "v1.download", get=v1.download)
-    add("/v1/images/", "v1.images.slash", get=v1.list_images, post=v1.create_image)
-    add("/v1/images/{image_id}/", "v1.image.slash", get=v1.get_image, delete=v1.delete_image)
-    add("/v1/images/{image_id}/image/", "v1.download.slash", get=v1.download)
+    add("/v1/images", "v1.images", slash=True, get=v1.list_images, post=v1.create_image)
+    add("/v1/images/{image_id}", "v1.image", slash=True, get=v1.get_image, delete=v1.delete_image)
+    add("/v1/images/{image_id}/image", "v1.download", slash=True, get=v1.download)
 
     if config.storage.backend == "filesystem":
         # The store's files are served here, through the LOCAL_FILES it supplies.
         add(DOWNLOAD_ROUTE + "{key:.+}", "signed_download", get=signed_downloads.serve_object)
+
+    for path, name, methods in with_slash:
+        _add(app, path, name, **methods)
