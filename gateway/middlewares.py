@@ -58,6 +58,8 @@ _REQUEST_HEADERS = (
     "Authorization, Content-Type, If-Match, X-API-Key, X-Request-ID, Idempotency-Key, "
     "Tus-Resumable, Upload-Length, Upload-Offset, Upload-Metadata, Upload-Checksum, Upload-Defer-Length, Upload-Concat"
 )
+# A preflight's `Access-Control-Request-Headers`: comma-separated header names (RFC 9110 tokens).
+_HEADER_NAMES = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+){0,63}")
 _EXPOSED = (
     "Content-Disposition, ETag, Link, Location, X-Request-ID, X-Total-Count, "
     "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Upload-Offset, Upload-Length, Upload-Expires"
@@ -180,13 +182,26 @@ def _allowed_origin(request: web.Request) -> str | None:
     return origin if origin in allowed else None
 
 
+def _allowed_request_headers(request: web.Request) -> str:
+    """The headers a preflight may announce: whichever it asks for, as the original's Express
+    `cors()` answered (front-ends add their own, e.g. `Cache-Control`). No answer allows
+    credentials, so a preflighted request never carries the browser's cookies or HTTP
+    authentication: a header lets a page send only what any other client could."""
+    asked = request.headers.get("Access-Control-Request-Headers", "").strip()
+    if asked and _HEADER_NAMES.fullmatch(asked):
+        return asked
+    return _REQUEST_HEADERS
+
+
 def _decorate(headers: MutableMapping[str, str], request: web.Request, origin: str | None) -> None:
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
     allowed = request.app[CONFIG].cors.allowed_origins
     if allowed and "*" not in allowed:
-        # The answer names the caller's origin, so caches must keep one copy per origin.
-        headers.setdefault("Vary", "Origin")
+        # The answer names the caller's origin, so caches must keep one copy per origin (besides
+        # whatever else it varies by: `Accept` for renditions, the asked headers for preflights).
+        vary = headers.get("Vary")
+        headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
     if origin is not None:
         headers["Access-Control-Allow-Origin"] = origin
         headers["Access-Control-Expose-Headers"] = _EXPOSED
@@ -201,8 +216,9 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         preflight.headers.update(
             {
                 "Access-Control-Allow-Methods": _METHODS,
-                "Access-Control-Allow-Headers": _REQUEST_HEADERS,
+                "Access-Control-Allow-Headers": _allowed_request_headers(request),
                 "Access-Control-Max-Age": str(request.app[CONFIG].cors.max_age_seconds),
+                "Vary": "Access-Control-Request-Headers",
             }
         )
         _decorate(preflight.headers, request, origin)

@@ -240,7 +240,8 @@ async def delete_image(request: web.Request) -> web.Response:
     no_query(request.query)
     collection, ident = _target(request)
     await service(request).delete(collection, ident, scope=scope(request))
-    return json_response({"collection": collection, "id": ident, "deleted": True})
+    # `deletedCount` as in the MongoDB result the original answered, for clients that check it.
+    return json_response({"collection": collection, "id": ident, "deleted": True, "deletedCount": 1})
 
 
 @operation("Download (redirect), or a rendition of the image", tag=TAG, ok=REDIRECT, errors=(400, 404, 413, 503), parameters=RENDITION_PARAMS)

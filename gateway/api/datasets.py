@@ -53,7 +53,8 @@ async def export_dataset(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/zip",
-            "Content-Disposition": f'attachment; filename="{collection}.zip"',
+            # The original's name for it.
+            "Content-Disposition": f'attachment; filename="{collection}_export.zip"',
             "Cache-Control": "no-store",
         }
     )

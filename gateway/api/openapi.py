@@ -296,7 +296,7 @@ def document(app: web.Application) -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "forwarded to the identification URL, or an OIDC JWT"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "cookie": {"type": "apiKey", "in": "cookie", "name": "jwt"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "jwt", "description": "or the `token` cookie; its token is checked as a bearer token"},
             },
         },
     }

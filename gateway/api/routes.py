@@ -30,8 +30,15 @@ def _add(app: web.Application, path: str, name: str, **methods: Handler) -> None
 
 
 def setup_routes(app: web.Application, config: Config) -> None:
-    def add(path: str, name: str, **methods: Handler) -> None:
+    # The original storage service ran on Express, whose routing ignores one trailing slash, and
+    # seed 000 shows both forms: their routes also answer with one (`.../images/`). Those come
+    # after all the others, so resolving a usual path never tries them.
+    with_slash: list[tuple[str, str, dict[str, Handler]]] = []
+
+    def add(path: str, name: str, *, slash: bool = False, **methods: Handler) -> None:
         _add(app, path, name, **methods)
+        if slash:
+            with_slash.append((path + "/", name + ".slash", methods))
 
     # The service, its description and operations.
     add("/", "service", get=collections.app_info)
@@ -48,46 +55,47 @@ def setup_routes(app: web.Application, config: Config) -> None:
     add("/events", "events", get=feeds.all_events)
 
     # Seed 001: collections of images.
-    add("/collections", "collections", get=collections.list_collections)
-    add("/collections/{collection}", "collection", get=collections.get_collection, delete=collections.delete_collection)
+    add("/collections", "collections", slash=True, get=collections.list_collections)
+    add("/collections/{collection}", "collection", slash=True, get=collections.get_collection, delete=collections.delete_collection)
     add("/collections/{collection}/events", "collection_events", get=feeds.collection_events)
-    add("/collections/{collection}/export", "export_dataset", get=datasets.export_dataset)
-    add("/collections/{collection}/import", "import_dataset", post=datasets.import_dataset)
+    add("/collections/{collection}/export", "export_dataset", slash=True, get=datasets.export_dataset)
+    add("/collections/{collection}/import", "import_dataset", slash=True, post=datasets.import_dataset)
     # The later releases' property discovery.
-    add("/collections/{collection}/fields", "fields", get=compat.list_fields)
-    add("/collections/{collection}/fields/{key}", "field_values", get=compat.field_values)
+    add("/collections/{collection}/fields", "fields", slash=True, get=compat.list_fields)
+    add("/collections/{collection}/fields/{key}", "field_values", slash=True, get=compat.field_values)
     for noun in IMAGE_NOUNS:
         base = f"/collections/{{collection}}/{noun}"
         add(
-            base, noun, get=collections.list_images, post=collections.upload_image,
+            base, noun, slash=True, get=collections.list_images, post=collections.upload_image,
             patch=compat.patch_matching, delete=compat.delete_matching,
         )  # fmt: skip
         add(
-            base + "/{image_id}", f"{noun}.image", get=collections.get_image, put=collections.replace_properties,
+            base + "/{image_id}", f"{noun}.image", slash=True, get=collections.get_image, put=collections.replace_properties,
             patch=collections.patch_properties, delete=collections.delete_image,
         )  # fmt: skip
-        add(base + "/{image_id}/info", f"{noun}.info", get=collections.get_image)
-        add(base + "/{image_id}/image", f"{noun}.download", get=collections.download)
-        add(base + "/{image_id}/file", f"{noun}.file", get=collections.download)
-    # Issue 12: resumable uploads (tus 1.0.0), and direct uploads to the object store.
+        add(base + "/{image_id}/info", f"{noun}.info", slash=True, get=collections.get_image)
+        add(base + "/{image_id}/image", f"{noun}.download", slash=True, get=collections.download)
+        add(base + "/{image_id}/file", f"{noun}.file", slash=True, get=collections.download)
+    # Issue 12: resumable uploads (tus 1.0.0), and direct uploads to the object store. tus
+    # clients follow the Location they are given, so these take no trailing slash.
     add("/collections/{collection}/tus", "tus", options=tus.options, post=tus.create)
     add("/collections/{collection}/tus/{upload_id}", "tus.upload", head=tus.head, patch=tus.patch, delete=tus.terminate)
     add("/collections/{collection}/uploads", "direct_uploads", post=uploads.start_direct_upload)
     add("/collections/{collection}/uploads/{upload_id}/complete", "direct_upload.complete", post=uploads.complete_direct_upload)
 
-    # Seed 000: /v1/images over the default collection, and the same with a trailing slash.
+    # Seed 000: /v1/images over the default collection, and the same with a trailing slash;
     # tus first: /v1/images/tus is no image id.
     add("/v1/images/tus", "v1.tus", options=tus.v1_options, post=tus.v1_create)
     add("/v1/images/tus/{upload_id}", "v1.tus.upload", head=tus.v1_head, patch=tus.v1_patch, delete=tus.v1_terminate)
-    add("/v1/images", "v1.images", get=v1.list_images, post=v1.create_image)
-    add("/v1/images/{image_id}", "v1.image", get=v1.get_image, delete=v1.delete_image)
-    add("/v1/images/{image_id}/image", "v1.download", get=v1.download)
-    add("/v1/images/", "v1.images.slash", get=v1.list_images, post=v1.create_image)
-    add("/v1/images/{image_id}/", "v1.image.slash", get=v1.get_image, delete=v1.delete_image)
-    add("/v1/images/{image_id}/image/", "v1.download.slash", get=v1.download)
+    add("/v1/images", "v1.images", slash=True, get=v1.list_images, post=v1.create_image)
+    add("/v1/images/{image_id}", "v1.image", slash=True, get=v1.get_image, delete=v1.delete_image)
+    add("/v1/images/{image_id}/image", "v1.download", slash=True, get=v1.download)
 
     if config.storage.backend == "filesystem":
         # The store's files are served here, through the LOCAL_FILES it supplies.
         add(DOWNLOAD_ROUTE + "{key:.+}", "signed_download", get=signed_downloads.serve_object)
         # ... and the direct-upload forms S3 would take itself, through the same signer.
         add(UPLOAD_ROUTE + "{key:.+}", "signed_upload", post=uploads.receive_form)
+
+    for path, name, methods in with_slash:
+        _add(app, path, name, **methods)

@@ -73,7 +73,8 @@ class Authenticator:
                 raise Unauthorized("the API key is not valid", code="invalid_credentials", headers=CHALLENGE)
             return Principal(f"apikey:{key.name}", frozenset(key.scopes), key.collections, is_service=True)
         authorization = headers.get("Authorization")
-        cookie = cookies.get("jwt")
+        # The original service's cookies, in its order of preference.
+        cookie = cookies.get("jwt") or cookies.get("token")
         if not authorization and not cookie:
             return None
         if self._jwt is not None:
@@ -81,7 +82,9 @@ class Authenticator:
             claims = await self._jwt.verify(token)
             return Principal(claims[self.config.oidc_user_claim][:256], frozenset({"read", "write"}))
         if self._identity is not None:
-            forwarded = {"Authorization": authorization} if authorization else {"Cookie": f"jwt={cookie}"}
+            # A cookie's token goes as the original sent every token, `Authorization: Bearer`,
+            # so an identification service that reads only that header works as it did.
+            forwarded = {"Authorization": authorization or f"Bearer {cookie}"}
             identity = await self._identity.identify(forwarded)
             return Principal(_user_id(identity), frozenset({"read", "write"}))
         raise Unauthorized("only API keys are accepted here", code="invalid_credentials", headers=CHALLENGE)

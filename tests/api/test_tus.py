@@ -248,8 +248,13 @@ async def test_cors_lets_a_browser_on_another_origin_speak_tus(make_client: Any)
         headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PATCH", "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type"},
     )
     assert preflight.status == 204
-    allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    assert preflight.headers["Access-Control-Allow-Headers"] == "tus-resumable,upload-offset,content-type"  # what it asked for
+    assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"] and "HEAD" in preflight.headers["Access-Control-Allow-Methods"]
+    # Asked for nothing: the headers this API reads, the protocol's among them.
+    plain = await client.options("/collections/resumable/tus", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+    allowed = {h.strip().lower() for h in plain.headers["Access-Control-Allow-Headers"].split(",")}
     assert {"tus-resumable", "upload-offset", "upload-length", "upload-metadata", "upload-checksum", "idempotency-key"} <= allowed
+    assert "OPTIONS" in plain.headers["Access-Control-Allow-Methods"]
     image = png()
     created = await client.post("/collections/resumable/tus", headers={**TUS, "Origin": "https://app.example", "Upload-Length": str(len(image))})
     exposed = {h.strip().lower() for h in created.headers["Access-Control-Expose-Headers"].split(",")}
