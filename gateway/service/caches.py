@@ -59,7 +59,10 @@ class SharedReads(Generic[K, V]):
     """Reads of `read(key)` that each caller needs begun after its own call: a caller arriving
     while a read of its key is in flight waits for the next one, which starts when that one ends
     and serves everyone who arrived meanwhile. Under concurrency, many callers share one read,
-    and every answer is as fresh as a read of one's own. Errors reach every caller of that read."""
+    and every answer is as fresh as a read of one's own. Errors reach every caller of that read.
+
+    A caller that finds no read of its key in flight reads inline, in its own task: the common
+    uncontended case costs what a plain read does, with no task or future of its own."""
 
     def __init__(self, read: Callable[[K], Awaitable[V]]):
         self._read = read
@@ -67,13 +70,22 @@ class SharedReads(Generic[K, V]):
         self._running: set[K] = set()
 
     async def get(self, key: K) -> V:
+        if key not in self._running:
+            self._running.add(key)
+            try:
+                return await self._read(key)
+            finally:
+                self._finished(key)
         future = self._waiting.get(key)
         if future is None:
             future = self._waiting[key] = asyncio.get_running_loop().create_future()
-            if key not in self._running:
-                self._start(key)
         # Shielded: one caller going away must not cancel the read the others wait for.
         return await asyncio.shield(future)
+
+    def _finished(self, key: K) -> None:
+        self._running.discard(key)
+        if key in self._waiting:
+            self._start(key)
 
     def _start(self, key: K) -> None:
         future = self._waiting.pop(key)
@@ -81,7 +93,6 @@ class SharedReads(Generic[K, V]):
         task = asyncio.ensure_future(self._read(key))
 
         def finished(done: asyncio.Future[V]) -> None:
-            self._running.discard(key)
             if done.cancelled():
                 future.cancel()
             elif (error := done.exception()) is not None:
@@ -90,7 +101,6 @@ class SharedReads(Generic[K, V]):
                 future.set_result(done.result())
             if not future.cancelled() and future.exception() is not None:
                 future.exception()  # retrieved: no "never retrieved" warning when all left
-            if key in self._waiting:
-                self._start(key)
+            self._finished(key)
 
         task.add_done_callback(finished)

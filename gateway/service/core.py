@@ -305,6 +305,11 @@ class ImageService:
         self.listeners: list[Listener] = []
         self.generations: ExpiringCache[str] = ExpiringCache(GENERATION_REUSE_SECONDS, _CACHE_ENTRIES)
         self.live_generations: SharedReads[str, str | None] = SharedReads(lambda name: self.meta.collection_generation(name))
+        # Reads of one image by concurrent requests (a popular image, a page's thumbnails) share a
+        # database read that began after each of them: as fresh as a read of one's own, so a
+        # delete or update acknowledged by any replica before a request is never answered from
+        # an older read. Only read-only paths use it: the record is shared, never changed.
+        self.record_reads: SharedReads[tuple[str, str], ImageRecord | None] = SharedReads(self._read_record)
         ttl = config.storage.presign_ttl_seconds
         self.links: ExpiringCache[str] = ExpiringCache(min(ttl / 2, LINK_REUSE_SECONDS), _CACHE_ENTRIES)
 
@@ -379,8 +384,19 @@ class ImageService:
         except GatewayError:
             log.warning("upload %s/%s: object %s left for reconcile", collection, image_id, key)
 
+    async def _read_record(self, key: tuple[str, str]) -> ImageRecord | None:
+        try:
+            return await self.meta.get(*key)
+        except NotFound:
+            return None  # each caller raises its own NotFound
+
     async def get(self, collection: str, image_id: str, *, scope: Scope = EVERYONE) -> ImageRecord:
-        return scope.check(await self.meta.get(collection, image_id))
+        """The image's record, read from the database for this call (possibly together with
+        concurrent calls for the same image, see `record_reads`)."""
+        record = await self.record_reads.get((collection, image_id))
+        if record is None:
+            raise NotFound("no image with that id", code="image_not_found")
+        return scope.check(record)
 
     async def find(self, collection: str, query: ListQuery, *, with_total: bool, scope: Scope = EVERYONE) -> Page:
         query = scope.query(query)
@@ -445,7 +461,7 @@ class ImageService:
     async def download_url(self, collection: str, image_id: str, *, scope: Scope = EVERYONE) -> str:
         # The record is read every time, so a deleted image is a 404 on every replica at once;
         # only the signature over what it names (key, type, file name) is reused.
-        record = scope.check(await self.meta.get(collection, image_id))
+        record = await self.get(collection, image_id, scope=scope)
         link = (record.path, record.content_type, record.image)
         url = self.links.get(link)
         if url is None:

@@ -159,3 +159,40 @@ async def test_shared_reads_hand_an_error_to_every_caller_of_that_read() -> None
     reads: SharedReads[str, int] = SharedReads(read)
     results = await asyncio.gather(reads.get("c"), reads.get("c"), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_concurrent_reads_of_one_image_share_a_read_that_never_predates_a_delete(replicas: tuple[TestClient, TestClient]) -> None:
+    """Requests for one image arriving together share one database read; a request that arrives
+    after a delete was acknowledged (on the other replica) while a read was in flight is not
+    answered from that read, which began before the delete."""
+    a, b = replicas
+    doc = await uploaded(a, "shared")
+    service = a.server.app[SERVICE]
+    _, meta = install(service)
+    real_get = meta.inner.get
+    gate = asyncio.Event()
+
+    async def slow_get(collection: str, image_id: str) -> Any:
+        found = await real_get(collection, image_id)
+        await gate.wait()  # the read is done, its answer not yet handed out
+        return found
+
+    meta.inner.get = slow_get
+    try:
+        path = f"/collections/shared/images/{doc['id']}"
+        early = [asyncio.create_task(a.get(path)) for _ in range(2)]
+        while meta.calls.count("get") < 1:
+            await asyncio.sleep(0.01)
+        # These arrive while the first read is in flight: they share the next one.
+        together = [asyncio.create_task(a.get(path)) for _ in range(8)]
+        await asyncio.sleep(0.05)
+        assert (await b.delete(path)).status == 200
+        late = asyncio.create_task(redirect(a, "shared", doc["id"]))
+        await asyncio.sleep(0.05)
+        gate.set()
+        statuses = [r.status for r in await asyncio.gather(*early, *together)]
+        assert statuses.count(200) >= 1  # the first read began before the delete
+        assert (await late).status == 404  # arrived after it: never the older read's answer
+        assert meta.calls.count("get") <= 4  # 11 requests, at most one read in flight at a time
+    finally:
+        del meta.inner.get
