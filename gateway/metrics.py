@@ -61,10 +61,23 @@ class Metrics:
             ["dependency", "operation"], registry=r,
         )  # fmt: skip
 
+        # The labelled children of the per-request metrics, looked up once per label set: a
+        # `labels()` call costs a lock and a tuple per request, and the label sets are bounded.
+        self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
         self.renditions_rendered = Counter("gateway_renditions_rendered", "Renditions rendered and stored", ["format"], registry=r)
         self.rendition_cache_hits = Counter("gateway_rendition_cache_hits", "Rendition requests served from a stored rendition", registry=r)
         self.render_seconds = Histogram("gateway_render_duration_seconds", "Time to render one rendition", buckets=_LATENCY_BUCKETS, registry=r)
         self.render_queue = Gauge("gateway_render_queue_depth", "Renders waiting for a worker", registry=r)
+
+    def answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and time it, by route template."""
+        key = (method, route, status)
+        children = self._answered.get(key)
+        if children is None:
+            children = self._answered[key] = (self.requests.labels(method, route, str(status)), self.request_seconds.labels(method, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     @contextmanager
     def observe(self, dependency: str, operation: str) -> Iterator[None]:
