@@ -128,3 +128,24 @@ def test_if_match_version(header: str | None, version: int | None) -> None:
 )
 def test_if_match_that_can_never_match(header: str) -> None:
     assert if_match(header) == -1
+
+
+# --- image URLs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers", [{"Host": "127.0.0.1:8080"}, {"Host": "[::1]:80"}, {"Host": "bücher.example"}, {"Host": "a", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "pub.example:8443"}]
+)
+@pytest.mark.parametrize("collection, ident", [("bench", IMAGE_ID), ("a.b_c-d", IMAGE_ID.upper()), ("we ird", "x/y"), ("..", "%2e")])
+def test_image_url_as_text_is_the_url_yarl_builds(tmp_path: Any, headers: dict[str, str], collection: str, ident: str) -> None:
+    from gateway.api.common import absolute, image_route, image_url
+    from gateway.app import create_app
+    from gateway.config import load_config
+    from gateway.metadata.base import ImageRecord, utcnow
+
+    overrides = {"data_dir": str(tmp_path), "storage": {"backend": "filesystem"}, "metadata": {"backend": "sqlite"}, "server": {"trust_forwarded_headers": True}}
+    app = create_app(load_config(environ={}, overrides=overrides))
+    request = make_mocked_request("GET", "/", headers=headers, app=app)
+    now = utcnow()
+    record = ImageRecord(collection, ident, "x.jpg", now, now, "image/jpeg", "jpeg", 1, 1, 1, "0" * 64, "k")
+    assert image_url(request, record) == absolute(request, image_route(request, record))
