@@ -16,6 +16,7 @@ from gateway.api.common import (
     document,
     etag,
     if_match_version,
+    media_type,
     multipart,
     next_part,
     part_chunks,
@@ -140,7 +141,7 @@ async def upload_image(request: web.Request) -> web.Response:
     no_query(request.query, allowed=("dedupe",))
     dedupe = _flag(request.query.get("dedupe", "false"), "dedupe")
     collection = collection_name(request.match_info["collection"])
-    if request.content_type != "multipart/form-data":
+    if media_type(request) != "multipart/form-data":
         raise Unsupported("uploads are multipart/form-data with the file in the field 'image'", code="expected_multipart")
     limits = request.app[CONFIG].limits
     reader = await multipart(request)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import MultipartReader, web
 
-from gateway.api.common import multipart, next_part, part_chunks, scope, service
+from gateway.api.common import media_type, multipart, next_part, part_chunks, scope, service
 from gateway.datasets.export import ZipExport
 from gateway.datasets.service import Datasets
 from gateway.api.openapi import json_answer, operation
@@ -97,7 +97,7 @@ async def _spool(reader: MultipartReader, path: Path, max_bytes: int, idle: floa
 async def import_dataset(request: web.Request) -> web.Response:
     no_query(request.query)
     collection = collection_name(request.match_info["collection"])
-    if request.content_type != "multipart/form-data":
+    if media_type(request) != "multipart/form-data":
         raise Unsupported(f"imports are multipart/form-data with the zip in the field {ARCHIVE_FIELD!r}", code="expected_multipart")
     limits = request.app[CONFIG].limits
     if request.content_length is not None and request.content_length > limits.max_archive_bytes:
