@@ -51,6 +51,51 @@ class _ErrorTranslator:
         return False
 
 
+class _EndpointsWithoutUnusedParams:
+    """An S3 client's endpoint provider that leaves out the parameters its ruleset declares but
+    never reads (today `Key`, `Prefix`, `CopySource`): botocore caches resolved endpoints by
+    every parameter, so with the object key among them each put or presign of a new key
+    evaluated the whole ruleset again (about 0.14 ms of CPU). Without them, its cache hits."""
+
+    def __init__(self, provider: Any, unused: frozenset[str]):
+        self._provider = provider
+        self._unused = unused
+
+    def resolve_endpoint(self, **params: Any) -> Any:
+        for name in self._unused:
+            params.pop(name, None)
+        return self._provider.resolve_endpoint(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._provider, name)
+
+
+def _references(node: Any, found: set[str]) -> set[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("ref"), str):
+            found.add(node["ref"])
+        for value in node.values():
+            _references(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _references(value, found)
+    return found
+
+
+def cache_endpoints(client: Any) -> None:
+    """Install `_EndpointsWithoutUnusedParams` on `client` (private botocore attributes, so
+    where they are not as expected the client stays as it is)."""
+    resolver: Any = getattr(client, "_ruleset_resolver", None)
+    provider = getattr(resolver, "_provider", None)
+    loader = getattr(client, "_loader", None)
+    if provider is None or loader is None or isinstance(provider, _EndpointsWithoutUnusedParams):
+        return
+    ruleset = loader.load_service_model("s3", "endpoint-rule-set-1", client.meta.service_model.api_version)
+    unused = frozenset(ruleset.get("parameters", {})) - _references(ruleset.get("rules", []), set())
+    if unused:
+        resolver._provider = _EndpointsWithoutUnusedParams(provider, unused)
+
+
 class S3BlobStore:
     name = "s3"
 
@@ -90,6 +135,8 @@ class S3BlobStore:
                 presigner = await stack.enter_async_context(
                     session.client("s3", endpoint_url=s3.public_endpoint_url, **credentials)
                 )
+            for each in {id(client): client, id(presigner): presigner}.values():
+                cache_endpoints(each)
             store = cls(client, presigner, s3.bucket, s3.part_size)
             await store.ensure_bucket(s3.region)
             yield store

@@ -84,3 +84,18 @@ async def test_the_callers_digest_is_the_checksum_sent(store: S3BlobStore) -> No
     assert [blob.key async for blob in store.list("wire/")] == []
     await store.put("wire/0123456789abcdef0123456c.png", chunks(data), content_type="image/png", filename="a.png", sha256=lambda: hashlib.sha256(data).digest())
     assert b"".join([chunk async for chunk in store.get("wire/0123456789abcdef0123456c.png")]) == data
+
+
+async def test_endpoints_are_resolved_once_for_every_key(store: S3BlobStore) -> None:
+    """The object key is no input of the endpoint ruleset: puts and links of new keys reuse
+    botocore's resolved endpoint, and still reach the object they name."""
+    provider = store._client._ruleset_resolver._provider
+    assert {"Key", "Prefix", "CopySource"} <= provider._unused
+    cached = provider._provider.resolve_endpoint
+    await store.put("wire/0123456789abcdef01234560.png", chunks(b"first"), content_type="image/png", filename="a.png")
+    misses = cached.cache_info().misses
+    for index in range(1, 4):
+        await store.put(f"wire/0123456789abcdef0123456{index}.png", chunks(b"next %d" % index), content_type="image/png", filename="a.png")
+        await store.presign(f"wire/0123456789abcdef0123456{index}.png", ttl=60, content_type="image/png", filename="a.png")
+    assert cached.cache_info().misses == misses
+    assert b"".join([chunk async for chunk in store.get("wire/0123456789abcdef01234562.png")]) == b"next 2"
