@@ -167,13 +167,18 @@ class S3BlobStore:
         # store refuses a body that does not match, so a corrupted transfer is never stored. Named
         # explicitly, it holds even where AWS_REQUEST_CHECKSUM_CALCULATION turns the default off.
         headers = {"ContentType": content_type, "ContentDisposition": content_disposition(filename), "ChecksumAlgorithm": "SHA256"}
-        buffer = bytearray()
+        # Chunks kept as they come and joined once (one copy of the body, none for a body of one
+        # chunk), rather than appended to a buffer and copied out of it.
+        pieces: list[bytes] = []
+        size = 0
         iterator = chunks.__aiter__()
         async for chunk in iterator:
-            buffer += chunk
-            if len(buffer) >= self._part_size:
-                await self._put_multipart(key, buffer, iterator, headers)
+            pieces.append(chunk)
+            size += len(chunk)
+            if size >= self._part_size:
+                await self._put_multipart(key, bytearray(b"".join(pieces)), iterator, headers)
                 return
+        body = pieces[0] if len(pieces) == 1 and type(pieces[0]) is bytes else b"".join(pieces)
         if sha256 is not None:
             # The caller hashed these bytes as they arrived: the SDK need not hash them again,
             # and the checksum now covers them from the moment they reached us.
@@ -181,7 +186,7 @@ class S3BlobStore:
             headers["ChecksumSHA256"] = base64.b64encode(sha256()).decode()
         with _ErrorTranslator("store the object"):
             # If-None-Match: a put never replaces an object; keys are never reused.
-            await self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer), IfNoneMatch="*", **headers)
+            await self._client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", **headers)
 
     async def _put_multipart(self, key: str, buffer: bytearray, rest: AsyncIterator[bytes], headers: dict[str, str]) -> None:
         with _ErrorTranslator("start a multipart upload"):
