@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -32,6 +33,20 @@ from gateway.middlewares import HTTP_PARSER_LIMITS
 log = logging.getLogger("gateway")
 
 SHUTDOWN_TIMEOUT = 30
+# The cyclic garbage collector's first threshold while serving (Python's default is 700): under
+# load a young-generation pass ran every few dozen requests, each walking every request then in
+# flight, and cost a third of a document GET's CPU (0.96 against 0.56 ms measured with 10,000).
+# Most request objects are freed by reference counting anyway; cycles wait a little longer.
+GC_THRESHOLD = (10_000, 10, 10)
+
+
+def settle_garbage_collector() -> None:
+    """Once the app has started: what start-up built (modules, clients, the routes) lives as long
+    as the process, so it is frozen out of every later collection (a full one walked it all,
+    pausing requests for over 100 ms), and young collections run less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def worker_count(raw: str) -> int:
@@ -70,6 +85,7 @@ async def serve(config: Config, sock: socket.socket | None = None) -> None:
         create_app(config), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT, **HTTP_PARSER_LIMITS
     )  # fmt: skip
     await runner.setup()
+    settle_garbage_collector()
     try:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
