@@ -27,7 +27,6 @@ from gateway.metadata.base import Event, EventFeed, EventLog, ImageRecord
 log = logging.getLogger(__name__)
 
 GAP_GRACE_SECONDS = 5.0
-GATHER_SECONDS = 0.02
 _BATCH = 500
 _QUEUE_SIZE = 256
 
@@ -35,19 +34,12 @@ _QUEUE_SIZE = 256
 class EventWriter:
     """The service's listener: requests hand their events over and go on; one task per process
     writes them in batches. A request never waits for the event log, and a burst of uploads
-    costs one sequence draw and one insert. Events still queued at shutdown are written first.
+    costs one sequence draw and one insert. Events still queued at shutdown are written first."""
 
-    After the first event of a batch the writer waits `gather_seconds` for more: at a hundred
-    uploads a second that halves the log's writes, at a delay well within the replicas' poll
-    interval."""
-
-    def __init__(self, events: EventLog, *, max_pending: int = 10_000, max_batch: int = 256, gather_seconds: float = GATHER_SECONDS):
+    def __init__(self, events: EventLog, *, max_pending: int = 10_000, max_batch: int = 256):
         self._log = events
         self._max_batch = max_batch
-        self._gather = gather_seconds
         self._queue: asyncio.Queue[tuple[str, ImageRecord]] = asyncio.Queue(max_pending)
-        # Taken from the queue, not yet handed to the log: `flush` writes these too.
-        self._taken: list[tuple[str, ImageRecord]] = []
         self.dropped = 0
 
     async def publish(self, kind: str, record: ImageRecord) -> None:
@@ -60,21 +52,15 @@ class EventWriter:
 
     async def run(self) -> None:
         while True:
-            self._taken.append(await self._queue.get())
-            if self._gather > 0:
-                await asyncio.sleep(self._gather)
-            while len(self._taken) < self._max_batch and not self._queue.empty():
-                self._taken.append(self._queue.get_nowait())
-            batch, self._taken = self._taken, []
-            await self._write(batch)
-
-    async def flush(self) -> None:
-        batch, self._taken = self._taken, []
-        while batch or not self._queue.empty():
+            batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._write(batch)
-            batch = []
+
+    async def flush(self) -> None:
+        while not self._queue.empty():
+            batch = [self._queue.get_nowait() for _ in range(min(self._max_batch, self._queue.qsize()))]
+            await self._write(batch)
 
     async def _write(self, batch: list[tuple[str, ImageRecord]]) -> None:
         try:

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gateway.service.events import EventHub, EventWriter
+from gateway.service.events import EventHub
 from gateway.metadata.base import Event, ImageRecord
 
 pytestmark = pytest.mark.embedded
@@ -65,33 +65,3 @@ async def test_a_pushed_feed_is_delivered_and_closed_when_nobody_listens() -> No
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
-
-
-class RecordingLog:
-    def __init__(self) -> None:
-        self.batches: list[list[str]] = []
-
-    async def append_many(self, entries: list[tuple[str, ImageRecord]]) -> None:
-        self.batches.append([record.id for _, record in entries])
-
-
-async def test_the_writer_gathers_events_that_arrive_together_into_one_write() -> None:
-    log = RecordingLog()
-    writer = EventWriter(log, gather_seconds=0.05)  # type: ignore[arg-type]
-    runner = asyncio.create_task(writer.run())
-    try:
-        for seq in range(3):
-            await writer.publish("upload", event(seq).record)
-            await asyncio.sleep(0.005)  # each after the writer took the first
-        while not log.batches:
-            await asyncio.sleep(0.01)
-        assert log.batches == [[event(seq).record.id for seq in range(3)]]
-        # Stopped while gathering: the events it had taken are still written by `flush`.
-        await writer.publish("upload", event(3).record)
-        await writer.publish("upload", event(4).record)
-        await asyncio.sleep(0.01)
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-    await writer.flush()
-    assert log.batches[1:] == [[event(3).record.id, event(4).record.id]]
