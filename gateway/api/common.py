@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from aiohttp import BodyPartReader, MultipartReader, web
-from aiohttp.multipart import BadContentDispositionHeader
+from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+from aiohttp.multipart import BadContentDispositionHeader, content_disposition_filename, parse_content_disposition
 from yarl import URL
 
 from gateway.errors import Invalid, RequestTimeout, TooLarge
@@ -173,10 +173,21 @@ async def next_part(reader: MultipartReader, idle: float) -> BodyPartReader | No
     with warnings.catch_warnings():
         warnings.simplefilter("error", BadContentDispositionHeader)
         try:
-            part.name, part.filename  # noqa: B018 - parsed for their warnings
+            _parse_names(part)
         except BadContentDispositionHeader:
             raise Invalid("the multipart body is malformed (BadContentDispositionHeader)", code="invalid_multipart") from None
     return part
+
+
+def _parse_names(part: BodyPartReader) -> None:
+    """`part.name` and `part.filename`, from one parse of the header where aiohttp's properties
+    would parse it once each (0.1 ms a parse: it builds its unescaping pattern every call)."""
+    cache = getattr(part, "_cache", None)  # where aiohttp's cached properties keep their values
+    if isinstance(cache, dict) and not {"name", "filename"} & cache.keys():
+        _, params = parse_content_disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
+        cache["name"] = content_disposition_filename(params, "name")
+        cache["filename"] = content_disposition_filename(params, "filename")
+    part.name, part.filename  # noqa: B018 - parsed (if not above) for their warnings
 
 
 async def part_chunks(part: BodyPartReader, idle: float) -> AsyncIterator[bytes]:

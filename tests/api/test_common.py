@@ -149,3 +149,37 @@ def test_image_url_as_text_is_the_url_yarl_builds(tmp_path: Any, headers: dict[s
     now = utcnow()
     record = ImageRecord(collection, ident, "x.jpg", now, now, "image/jpeg", "jpeg", 1, 1, 1, "0" * 64, "k")
     assert image_url(request, record) == absolute(request, image_route(request, record))
+
+
+# --- multipart part names ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        'form-data; name="image"; filename="a.jpg"',
+        "form-data; name=image",
+        "form-data; name=\"json\"",
+        "form-data; name=\"image\"; filename*=UTF-8''%C3%A9t%C3%A9.png",
+        'form-data; name="image"; filename="a\\"b.png"',
+        'form-data; filename="only.png"',
+        "form-data",
+        None,
+    ],
+)
+async def test_part_names_parsed_once_are_aiohttps(disposition: str | None) -> None:
+    from aiohttp import BodyPartReader
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from gateway.api.common import _parse_names
+
+    headers = CIMultiDict({"Content-Type": "image/png"})
+    if disposition is not None:
+        headers["Content-Disposition"] = disposition
+
+    def part() -> BodyPartReader:
+        return BodyPartReader(b"--b", CIMultiDictProxy(headers), None)  # type: ignore[arg-type]
+
+    ours, theirs = part(), part()
+    _parse_names(ours)
+    assert (ours.name, ours.filename) == (theirs.name, theirs.filename)
