@@ -99,3 +99,19 @@ async def test_endpoints_are_resolved_once_for_every_key(store: S3BlobStore) -> 
         await store.presign(f"wire/0123456789abcdef0123456{index}.png", ttl=60, content_type="image/png", filename="a.png")
     assert cached.cache_info().misses == misses
     assert b"".join([chunk async for chunk in store.get("wire/0123456789abcdef01234562.png")]) == b"next 2"
+
+
+async def test_the_user_agent_is_built_once_and_is_botocores(store: S3BlobStore) -> None:
+    creator = store._client._user_agent_creator
+    assert getattr(creator.to_string, "cached", False)
+    sent: list[str] = []
+    store._client.meta.events.register("before-send.s3", lambda request, **_: sent.append(request.headers["User-Agent"]), unique_id="ua")
+    try:
+        for index in range(2):
+            await store.put(f"wire/0123456789abcdef0123457{index}.png", chunks(b"ua"), content_type="image/png", filename="a.png")
+    finally:
+        store._client.meta.events.unregister("before-send.s3", unique_id="ua")
+    uncached = type(creator).to_string(creator)  # the class's own method, as botocore builds it
+    agents = [value.decode() if isinstance(value, bytes) else value for value in sent]
+    assert len(agents) == 2 and agents[0] == agents[1]
+    assert agents[0].split(" m/")[0] == uncached.split(" m/")[0]  # the same but for the request's feature ids
