@@ -112,5 +112,5 @@ async def migrate_database(config: Config) -> Migration:
     async with connect(config) as client:
         store = MongoMetadataStore(client, config.metadata.mongodb_db)
         done = await migrate(store)
-        await store.ensure_indexes()
+        await store.prepare()
     return done

@@ -238,6 +238,22 @@ async def test_count(metadata_store: MetadataStore, timeline: list[ImageRecord])
     assert await metadata_store.count("nothing", ()) == 0
 
 
+async def test_count_follows_inserts_deletes_and_drops(metadata_store: MetadataStore) -> None:
+    await metadata_store.ensure_collection("photos")
+    records = [make_record("photos", size=i) for i in range(40)]
+    await insert_all(metadata_store, records)
+    await insert_all(metadata_store, [make_record("beside") for _ in range(3)])
+    for record in records[:15]:
+        await metadata_store.delete(record.collection, record.id)
+    assert await metadata_store.count("photos", ()) == 25
+    assert (await metadata_store.collection_stats("photos")).documents == 25
+    assert await metadata_store.delete_records("photos") == 25
+    assert await metadata_store.count("photos", ()) == 0
+    assert await metadata_store.count("beside", ()) == 3
+    await metadata_store.insert(records[0])
+    assert await metadata_store.count("photos", ()) == 1
+
+
 # --- filter semantics -------------------------------------------------------------------------
 
 ODD_KEY = "q\"uote 'key' with spaces ü 空"
