@@ -15,6 +15,7 @@ whoever opened it closes it: `open` and `open_with_event_log` do both.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -144,6 +145,7 @@ class MongoMetadataStore:
         self._collections = self.db["collections"]
         # Image collections whose indexes this process has ensured since it last dropped them.
         self._indexed: set[str] = set()
+        self._indexing = asyncio.Lock()
         # Whether a whole collection is counted from the server's own row count (`prepare`).
         self._row_counts = False
 
@@ -203,17 +205,21 @@ class MongoMetadataStore:
     async def ensure_record_indexes(self, collection: str, *, again: bool = True) -> None:
         """Create the indexes of a collection's records (a no-op where they exist); with
         `again=False`, only if this process has not since it last dropped them."""
-        if not again and collection in self._indexed:
-            return
         records = self.records_of(collection)
-        with unavailable_on_failure():
-            # Only the missing ones: FerretDB 1.24 drops the connection when asked for two or
-            # more that exist.
-            existing = {index["name"] async for index in await records.list_indexes()}
-            missing = [index for index in RECORD_INDEXES if index.document["name"] not in existing]
-            if missing:
-                await records.create_indexes(missing)
-        self._indexed.add(collection)
+        # Concurrent first uploads of this process take turns, so the later ones find the
+        # indexes made.
+        async with self._indexing:
+            if not again and collection in self._indexed:
+                return
+            with unavailable_on_failure():
+                existing = {index["name"] async for index in await records.list_indexes()}
+                # Only the missing ones, one at a time: FerretDB 1.24 drops the connection when
+                # one `createIndexes` names two or more that exist, which another replica may
+                # have made since the listing.
+                for index in RECORD_INDEXES:
+                    if index.document["name"] not in existing:
+                        await records.create_indexes([index])
+            self._indexed.add(collection)
 
     # Every driver call goes through here so failures surface as one error type.
     async def _call(self, awaitable: Any) -> Any:

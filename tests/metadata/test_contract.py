@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from gateway.config import Config
 from gateway.errors import Conflict, NotFound, Unavailable
+from gateway.metadata import open_metadata_store
 from gateway.metadata.base import ImageRecord, MetadataStore
 from gateway.storage.base import object_key
 from gateway.api.params import parse_filter
@@ -493,6 +495,17 @@ async def test_ensure_collection_is_idempotent(metadata_store: MetadataStore) ->
     assert await metadata_store.collection_generation("photos") == generation
     assert await metadata_store.collection_generation("unknown") is None
     assert await metadata_store.collections() == ["other", "photos"]
+
+
+async def test_concurrent_first_registrations_agree(metadata_config: Config) -> None:
+    # As the first uploads into a new collection on two replicas: one generation for all.
+    async with open_metadata_store(metadata_config) as one, open_metadata_store(metadata_config) as other:
+        for name in ("fresh", "fresh-2", "fresh-3"):
+            generations = await asyncio.gather(*(store.ensure_collection(name) for store in [one, other] * 8))
+            assert len(set(generations)) == 1
+            record = make_record(name)
+            await one.insert(record)
+            assert await other.get(name, record.id) == record
 
 
 async def test_drop_lifecycle(metadata_store: MetadataStore) -> None:
