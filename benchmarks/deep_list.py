@@ -5,7 +5,8 @@ and FerretDB), then the queries a list page makes, timed one at a time:
 - `cursor20`: the page 20 cursor hops deep (the keyset after the 1,000th newest record);
 - `owner`: the first page of one owner's records (the indexed field `auth.scope: user` filters on);
 - `skip20`: the same depth as `cursor20` by `skip=1000`, which no index can jump;
-- `count`: the X-Total-Count of the collection.
+- `count`: the X-Total-Count of the collection;
+- `get`: one record by id (not a page: what every lookup costs, for comparison).
 
 A second collection of the same size sits beside the measured one, so a layout whose pages cost
 O(all records) shows it. Each figure is the median wall time of `--repeat` runs (the store's
@@ -88,6 +89,7 @@ async def measure(store: MetadataStore, size: int, repeat: int, pid: int | None)
         "owner": lambda: store.find("deep", owned_by(ListQuery(limit=PAGE + 1), "user3")),
         "skip20": lambda: store.find("deep", ListQuery(limit=PAGE + 1, skip=depth)),
         "count": lambda: store.count("deep", ()),
+        "get": lambda: store.get("deep", deep.id),
     }
     results: dict[str, tuple[float, float]] = {}
     for name, query in queries.items():
@@ -148,7 +150,7 @@ def main() -> int:
             for name in ("first", "cursor20", "owner"):
                 ratio = top[name][0] / base
                 verdicts.append(f"{backend}.{name}={ratio:.1f}x{'' if ratio <= 2 else '(MISS)'}")
-            verdicts.append(f"{backend}.skip20={top['skip20'][0] / base:.1f}x {backend}.count={top['count'][0] / base:.1f}x")
+            verdicts.append(" ".join(f"{backend}.{name}={top[name][0] / base:.1f}x" for name in ("skip20", "count", "get")))
     print(f"SUMMARY deep_list at {sizes[-1]} vs first page at {sizes[0]} (target <= 2x): {' '.join(verdicts)}")
     return 0
 

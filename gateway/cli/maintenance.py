@@ -1,4 +1,4 @@
-"""The maintenance commands: `gateway reconcile`, `gateway import`, `gateway export`.
+"""The maintenance commands: `gateway reconcile`, `gateway import`, `gateway export`, `gateway migrate`.
 
 They open the stores from the configuration exactly as the app does, and go through the same
 `ImageService`, so their writes are ordered like any request's.
@@ -20,7 +20,7 @@ from gateway.datasets.export import DirExport, ZipExport
 from gateway.datasets.service import DEFAULT_CONCURRENCY, Datasets
 from gateway.config import Config
 from gateway.errors import GatewayError, Invalid
-from gateway.metadata import open_metadata_store
+from gateway.metadata import migrate_metadata, open_metadata_store
 from gateway.datasets.progress import Progress
 from gateway.service.reconcile import DEFAULT_GRACE, OrderError, Reconciler
 from gateway.service import ImageService
@@ -56,6 +56,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     dump = command("export", "export a collection's images and metadata to a zip or a directory")
     dump.add_argument("collection", type=_collection)
     dump.add_argument("target", type=Path, metavar="DIR_OR_ZIP")
+
+    command(
+        "migrate",
+        "move records stored by an earlier release into the current layout (MongoDB: one collection per image "
+        "collection); run it once with every gateway stopped; safe to run again or after a crash",
+    )
 
 
 @asynccontextmanager
@@ -126,9 +132,14 @@ async def _export(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _migrate(config: Config, args: argparse.Namespace) -> int:
+    print(json.dumps(await migrate_metadata(config)))
+    return 0
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    commands = {"reconcile": _reconcile, "import": _import, "export": _export}
+    commands = {"reconcile": _reconcile, "import": _import, "export": _export, "migrate": _migrate}
     try:
         return asyncio.run(commands[args.command](config, args))
     except GatewayError as exc:

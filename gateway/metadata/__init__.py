@@ -8,6 +8,7 @@ driver is imported only when that backend runs.
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from gateway.config import Config
 from gateway.metadata.base import EventLog, MetadataStore
@@ -32,3 +33,14 @@ def open_metadata(config: Config) -> AbstractAsyncContextManager[tuple[MetadataS
 def open_metadata_store(config: Config) -> AbstractAsyncContextManager[MetadataStore]:
     """Only the store (maintenance commands, tests)."""
     return _backend(config).open(config)
+
+
+async def migrate_metadata(config: Config) -> dict[str, Any]:
+    """Bring stored data to the current layout (`gateway migrate`); what was done."""
+    if config.metadata.backend == "mongodb":
+        from gateway.metadata.mongo_migrate import migrate_database
+
+        return (await migrate_database(config)).as_dict()
+    # SQLite's schema migrates whenever it opens.
+    async with open_metadata_store(config):
+        return {"moved": 0, "already_there": 0, "collections": {}}

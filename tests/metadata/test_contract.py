@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from gateway.config import Config
 from gateway.errors import Conflict, NotFound, Unavailable
+from gateway.metadata import open_metadata_store
 from gateway.metadata.base import ImageRecord, MetadataStore
 from gateway.storage.base import object_key
 from gateway.api.params import parse_filter
@@ -236,6 +238,22 @@ async def test_count(metadata_store: MetadataStore, timeline: list[ImageRecord])
     assert await metadata_store.count("photos", parse_filter('{"even": true}')) == sum(r.properties["even"] for r in timeline)
     assert await metadata_store.count("elsewhere", ()) == 1
     assert await metadata_store.count("nothing", ()) == 0
+
+
+async def test_count_follows_inserts_deletes_and_drops(metadata_store: MetadataStore) -> None:
+    await metadata_store.ensure_collection("photos")
+    records = [make_record("photos", size=i) for i in range(40)]
+    await insert_all(metadata_store, records)
+    await insert_all(metadata_store, [make_record("beside") for _ in range(3)])
+    for record in records[:15]:
+        await metadata_store.delete(record.collection, record.id)
+    assert await metadata_store.count("photos", ()) == 25
+    assert (await metadata_store.collection_stats("photos")).documents == 25
+    assert await metadata_store.delete_records("photos") == 25
+    assert await metadata_store.count("photos", ()) == 0
+    assert await metadata_store.count("beside", ()) == 3
+    await metadata_store.insert(records[0])
+    assert await metadata_store.count("photos", ()) == 1
 
 
 # --- filter semantics -------------------------------------------------------------------------
@@ -477,6 +495,17 @@ async def test_ensure_collection_is_idempotent(metadata_store: MetadataStore) ->
     assert await metadata_store.collection_generation("photos") == generation
     assert await metadata_store.collection_generation("unknown") is None
     assert await metadata_store.collections() == ["other", "photos"]
+
+
+async def test_concurrent_first_registrations_agree(metadata_config: Config) -> None:
+    # As the first uploads into a new collection on two replicas: one generation for all.
+    async with open_metadata_store(metadata_config) as one, open_metadata_store(metadata_config) as other:
+        for name in ("fresh", "fresh-2", "fresh-3"):
+            generations = await asyncio.gather(*(store.ensure_collection(name) for store in [one, other] * 8))
+            assert len(set(generations)) == 1
+            record = make_record(name)
+            await one.insert(record)
+            assert await other.get(name, record.id) == record
 
 
 async def test_drop_lifecycle(metadata_store: MetadataStore) -> None:
