@@ -163,9 +163,17 @@ async def test_gallery_upload_browse_edit_delete_and_live(chromium: Any, aiohttp
     await page.get_by_role("button", name="Add filter").click()
     await page.wait_for_function(tiles("=== 3"), timeout=TIMEOUT)
     assert "filter=" in page.url and "trip" in page.url
+    mark = len(watch.requests)
     await page.reload()
     await page.wait_for_function(DECODED, arg=3, timeout=TIMEOUT)
     assert await page.get_by_role("button", name='Remove filter: trip is "alps"').count() == 1
+    # What a view costs: the page asks each of these once and nothing else of the API (no probe
+    # of what the server can do); besides them only its own files and the thumbnails.
+    await page.wait_for_function("() => [...document.querySelectorAll('#filter-keys option')].map((o) => o.value).join() === 'trip'", timeout=TIMEOUT)
+    gateway = str(client.make_url("/"))
+    asked = [(m, urlsplit(u).path) for m, u, _ in watch.requests[mark:] if u.startswith(gateway)]
+    of_api = sorted((m, p) for m, p in asked if not p.startswith(("/gallery", "/_objects/")) and not p.endswith("/image"))
+    assert of_api == [("GET", path) for path in ("/", "/collections", f"/collections/{collection}", f"/collections/{collection}/fields", images)], of_api
 
     # Open one, add a typed property, save: the API shows it.
     first = page.locator(".tile:not([hidden])").first

@@ -192,9 +192,20 @@ export class VirtualGrid {
     this.label(tile, doc);
     if (tile.cancel) tile.cancel();
     const img = tile.querySelector("img");
+    img.fetchPriority = this.inView(position, top, bottom) ? "high" : "low";
+    ({ shown: tile.shown, cancel: tile.cancel } = showThumb(img, doc));
+  }
+
+  inView(position, top, bottom) {
     const row = Math.floor(position / this.columns) * this.rowHeight;
-    img.fetchPriority = row + this.rowHeight > top && row < bottom ? "high" : "low";
-    tile.cancel = showThumb(img, doc);
+    return row + this.rowHeight > top && row < bottom;
+  }
+
+  // Settles once every tile in view shows its picture (or failed to): the first screen is drawn.
+  drawn() {
+    const top = this.scroller.scrollTop;
+    const bottom = top + this.scroller.clientHeight;
+    return Promise.all([...this.tiles].filter(([position]) => this.inView(position, top, bottom)).map(([, tile]) => tile.shown));
   }
 
   label(tile, doc) {
@@ -207,6 +218,7 @@ export class VirtualGrid {
     if (tile === document.activeElement) this.scroller.focus({ preventScroll: true });
     if (tile.cancel) tile.cancel();
     tile.cancel = null;
+    tile.shown = null;
     tile.hidden = true;
     tile.dataset.id = "";
     this.pool.push(tile);
