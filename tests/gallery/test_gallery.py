@@ -9,6 +9,7 @@ axe-core is vendored under tests/gallery/vendor (pinned, with its licence) and i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import pytest
 
 from gateway.app import create_app
 from gateway.keys import BLOBS
@@ -163,17 +165,24 @@ async def test_gallery_upload_browse_edit_delete_and_live(chromium: Any, aiohttp
     await page.get_by_role("button", name="Add filter").click()
     await page.wait_for_function(tiles("=== 3"), timeout=TIMEOUT)
     assert "filter=" in page.url and "trip" in page.url
-    mark = len(watch.requests)
     await page.reload()
     await page.wait_for_function(DECODED, arg=3, timeout=TIMEOUT)
     assert await page.get_by_role("button", name='Remove filter: trip is "alps"').count() == 1
-    # What a view costs: the page asks each of these once and nothing else of the API (no probe
-    # of what the server can do); besides them only its own files and the thumbnails.
-    await page.wait_for_function("() => [...document.querySelectorAll('#filter-keys option')].map((o) => o.value).join() === 'trip'", timeout=TIMEOUT)
+
+    # What a view costs, in a tab of its own (the link shared): each of these API requests once
+    # and no other (no probe of what the server can do); besides them only the page's own files
+    # and the thumbnails.
+    shared = await chromium.new_page(viewport={"width": 1440, "height": 900})
+    other = Watch(shared)
+    await shared.goto(page.url)
+    await shared.wait_for_function(DECODED, arg=3, timeout=TIMEOUT)
+    await shared.wait_for_function("() => [...document.querySelectorAll('#filter-keys option')].map((o) => o.value).join() === 'trip'", timeout=TIMEOUT)
     gateway = str(client.make_url("/"))
-    asked = [(m, urlsplit(u).path) for m, u, _ in watch.requests[mark:] if u.startswith(gateway)]
+    asked = [(m, urlsplit(u).path) for m, u, _ in other.requests if u.startswith(gateway)]
     of_api = sorted((m, p) for m, p in asked if not p.startswith(("/gallery", "/_objects/")) and not p.endswith("/image"))
     assert of_api == [("GET", path) for path in ("/", "/collections", f"/collections/{collection}", f"/collections/{collection}/fields", images)], of_api
+    assert other.violations() == []
+    await shared.close()
 
     # Open one, add a typed property, save: the API shows it.
     first = page.locator(".tile:not([hidden])").first
@@ -355,3 +364,26 @@ async def test_gallery_signs_in_with_an_api_key(chromium: Any, aiohttp_client: A
     assert await page.evaluate("() => document.body.dataset.live") == "socket"
     assert watch.sockets and not any(WRITER_KEY in url for url in [*watch.sockets, *(url for _, url, _ in watch.requests)])
     assert watch.violations() == []
+
+
+@pytest.mark.embedded
+async def test_files_dropped_before_the_page_has_booted_go_to_the_url_collection(chromium: Any, aiohttp_client: Any, tmp_path: Path) -> None:
+    """The page learns the collection from its URL at once, not after `GET /` answers: a drop
+    that quick (here `GET /` is held back) still uploads into it."""
+    client = await aiohttp_client(create_app(make_config(tmp_path)))
+    page = await chromium.new_page()
+    release = asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await page.route(str(client.make_url("/")), hold)
+    await page.goto(str(client.make_url("/gallery?collection=early")))
+    try:
+        await page.evaluate(DROP, ["#grid", [("first.jpg", base64.b64encode(jpeg((64, 48), seed=3)).decode())]])
+        await page.get_by_role("button", name="Upload 1 file").click()
+        await page.wait_for_function("() => document.querySelectorAll('.upload-item[data-state=done]').length === 1", timeout=TIMEOUT)
+    finally:
+        release.set()
+    assert [d["image"] for d in await (await client.get("/collections/early/images")).json()] == ["first.jpg"]

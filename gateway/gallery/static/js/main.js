@@ -732,7 +732,8 @@ let uploads = null;
 function uploadPanel() {
   if (!uploads) {
     uploads = new Uploads($("upload-list"), {
-      maxBytes: state.info && state.info.limits ? state.info.limits.max_upload_bytes : null,
+      // Read when files are added: the panel may open before `GET /` has answered.
+      maxBytes: () => state.info && state.info.limits.max_upload_bytes,
       onUploaded: (doc, collection) => arrived(doc, collection),
     });
   }
@@ -785,12 +786,15 @@ $("upload-start").addEventListener("click", async () => {
 
 // A new document, from our upload or the live feed: into the grid where the view would show it.
 function arrived(doc, collection = doc.collection) {
+  // Shown already: our own upload coming back through the feed, or a duplicate answered with
+  // the image it matches. Nothing changed, so no stats to ask for again.
+  if (collection === state.collection && grid.get(doc.id)) return;
   if (!state.collections.has(collection)) {
     state.collections.set(collection, { name: collection });
     renderCollections();
   }
   refreshStatsSoon(collection);
-  if (collection !== state.collection || grid.get(doc.id) || !matches(doc, state.filters)) return;
+  if (collection !== state.collection || !matches(doc, state.filters)) return;
   learnKeys([doc]);
   if (state.sort === "-time") grid.prepend(doc);
   else if (state.sort === "time" && !state.next) grid.append([doc]);
@@ -956,6 +960,8 @@ async function start() {
 }
 
 async function boot() {
+  // The URL's collection is known at once: files dropped before `GET /` answers go there.
+  readURL();
   try {
     ({ body: state.info } = await json("/"));
   } catch (exc) {
@@ -965,7 +971,6 @@ async function boot() {
   renderWho();
   if (state.info.authentication && !credential.get()) {
     openSignIn("This gateway needs credentials: a bearer token or an API key.");
-    readURL();
     renderControls();
     return;
   }

@@ -143,9 +143,10 @@ export class Uploads {
           li.dataset.state = state;
         },
       };
-      if (this.maxBytes && file.size > this.maxBytes) {
+      const maxBytes = this.maxBytes();
+      if (maxBytes && file.size > maxBytes) {
         item.state = "refused";
-        item.say(`Refused: too large (${formatBytes(file.size)}; this gateway accepts up to ${formatBytes(this.maxBytes)})`, "refused");
+        item.say(`Refused: too large (${formatBytes(file.size)}; this gateway accepts up to ${formatBytes(maxBytes)})`, "refused");
         bar.hidden = true;
       }
       this.items.push(item);
