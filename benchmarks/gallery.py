@@ -10,7 +10,9 @@ uploaded through the API, each distinct. The browser is Debian's Chromium driven
   stored rendition); and to the whole first screen decoded.
 - 10,000: scroll to the end page by page (the grid asks for 100 documents at a time, following
   the listing's cursor); after each page, elements in the DOM, tiles in the DOM and the JS heap;
-  the longest task (PerformanceObserver `longtask`) while scrolling; the time per page.
+  the longest task (PerformanceObserver `longtask`) while scrolling, and how many tasks took
+  50 ms or more (one long task can be a garbage collection; many are the page's own work, as
+  one forced layout per tile was); the time per page.
 
     .venv/bin/python benchmarks/gallery.py [--small 1000] [--large 10000] [--runs 5]
 """
@@ -55,8 +57,13 @@ COUNTS = """() => ({
 })"""
 WATCH_LONG_TASKS = """() => {
   window.__longest = 0;
-  new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longest = Math.max(window.__longest, e.duration); })
-    .observe({ type: "longtask", buffered: true });
+  window.__long = 0;
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      window.__longest = Math.max(window.__longest, e.duration);
+      window.__long += 1;
+    }
+  }).observe({ type: "longtask", buffered: true });
 }"""
 
 
@@ -110,9 +117,9 @@ async def scroll_through(browser: Any, url: str, total: int) -> dict[str, Any]:
         await page.evaluate(f"() => {{ const g = document.getElementById('grid'); g.scrollTop = g.scrollHeight * {fraction}; }}")
         await page.wait_for_function(SCREEN, polling="raf", timeout=120_000)
     jumps = time.perf_counter() - began
-    longest = await page.evaluate("() => window.__longest")
+    longest, long_tasks = await page.evaluate("() => [window.__longest, window.__long]")
     await context.close()
-    return {"samples": samples, "page_times": page_times, "jumps": jumps, "longest_task_ms": longest}
+    return {"samples": samples, "page_times": page_times, "jumps": jumps, "longest_task_ms": longest, "long_tasks": long_tasks}
 
 
 async def main(small: int, large: int, runs: int) -> None:
@@ -159,7 +166,8 @@ async def main(small: int, large: int, runs: int) -> None:
     times = sorted(result["page_times"])
     print(
         f"time per page (scroll to the end until the next 100 show): median {statistics.median(times) * 1000:.0f} ms,"
-        f" p90 {times[int(len(times) * 0.9)] * 1000:.0f} ms; longest main-thread task {result['longest_task_ms']:.0f} ms;"
+        f" p90 {times[int(len(times) * 0.9)] * 1000:.0f} ms; longest main-thread task {result['longest_task_ms']:.0f} ms"
+        f" ({result['long_tasks']} tasks of 50 ms or more);"
         f" five jumps through all {large} (each until the screen decoded) {result['jumps']:.1f} s"
     )
 

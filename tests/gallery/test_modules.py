@@ -1,5 +1,5 @@
 """The gallery's pure functions, imported as the page imports them, in Chromium: merge patches,
-filters applied to documents, and the shapes of the feature routes it reads. They touch no
+filters applied to documents, and property keys named as /fields names them. They touch no
 backend, so the embedded app only serves the files."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ pytestmark = pytest.mark.embedded
 CASES = """async () => {
   const props = await import("/gallery/js/props.js");
   const view = await import("/gallery/js/view.js");
-  const api = await import("/gallery/js/api.js");
   const out = {};
   out.patchChange = props.mergePatch({ a: 1, b: "x", o: { p: 1, q: 2 } }, { a: 2, o: { p: 1 }, n: [1, null] });
   out.patchSame = props.mergePatch({ a: 1 }, { a: 1 });
@@ -34,15 +33,14 @@ CASES = """async () => {
   ];
   out.filter = view.filterDocument([["n", "$gte", 1], ["n", "$lt", 9], ["s", "$eq", "a"]]);
   out.sorts = [view.sortParam("-time"), view.sortParam("time"), view.sortParam("prop:score:-1"), view.sortParam("junk")];
-  out.keys = [api.fieldKeys(["a", "b"]), api.fieldKeys({ fields: [{ key: "a", count: 2 }, { name: "b.c" }] }), api.fieldKeys({ keys: { x: 1 } })];
-  out.values = [api.fieldValues({ values: [{ value: "x", count: 3 }] }), api.fieldValues([1, true])];
+  out.keys = [view.dottedKeys({ a: 1, box: { x: 1, y: { z: [1] } }, list: [{ k: 1 }], none: null }), view.dottedKeys(undefined)];
   const typed = (t, v) => { try { return props.parseTyped(t, v); } catch (e) { return "error: " + e.message; } };
   out.typed = [typed("number", "4.5"), typed("number", "four"), typed("boolean", "false"), typed("json", '{"a":[1]}'), typed("json", "{oops"), typed("string", "5")];
   return out;
 }"""
 
 
-async def test_merge_patches_filters_and_feature_shapes(chromium: Any, aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_merge_patches_filters_and_property_keys(chromium: Any, aiohttp_client: Any, tmp_path: Path) -> None:
     client = await aiohttp_client(create_app(make_config(tmp_path)))
     page = await chromium.new_page()
     await page.goto(str(client.make_url("/gallery")))
@@ -55,7 +53,7 @@ async def test_merge_patches_filters_and_feature_shapes(chromium: Any, aiohttp_c
     assert out["match"] == [True, False, True, True, False]
     assert out["filter"] == {"n": {"$gte": 1, "$lt": 9}, "s": {"$eq": "a"}}
     assert out["sorts"] == ["-time", "time", '{"score":-1}', "-time"]
-    assert out["keys"] == [["a", "b"], ["a", "b.c"], ["x"]]
-    assert out["values"] == [[{"value": "x", "count": 3}], [{"value": 1, "count": None}, {"value": True, "count": None}]]
+    # As the server's discovery names them (gateway/service/discovery.py): objects and their keys, not arrays' contents.
+    assert out["keys"] == [["a", "box", "box.x", "box.y", "box.y.z", "list", "none"], []]
     assert out["typed"][0] == 4.5 and out["typed"][1].startswith("error:") and out["typed"][2] is False
     assert out["typed"][3] == {"a": [1]} and out["typed"][4].startswith("error:") and out["typed"][5] == "5"

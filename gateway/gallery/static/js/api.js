@@ -1,4 +1,4 @@
-// The public API as the gallery uses it: credentials, requests, errors, and what the server can do.
+// The public API as the gallery uses it: credentials, requests, errors, links and formatting.
 
 const CREDENTIAL = "image-gateway.credential";
 
@@ -93,68 +93,6 @@ export function collectionPath(collection) {
 
 export function imagePath(collection, id) {
   return `${collectionPath(collection)}/images/${enc(id)}`;
-}
-
-// The features other parts of the API add, each detected from the server itself and cached
-// per collection: nothing here assumes a version.
-export const features = {
-  _tus: new Map(),
-  _fields: new Map(),
-  bulk: { delete: null, patch: null },
-  dedupe: null,
-
-  async tus(collection) {
-    if (!this._tus.has(collection)) {
-      this._tus.set(collection, (async () => {
-        try {
-          const response = await request(`${collectionPath(collection)}/tus`, { method: "OPTIONS", headers: { "Tus-Resumable": "1.0.0" }, raw: true });
-          const version = response.headers.get("Tus-Version");
-          return version && version.split(",").map((v) => v.trim()).includes("1.0.0") ? { maxSize: Number(response.headers.get("Tus-Max-Size")) || null } : null;
-        } catch {
-          return null;
-        }
-      })());
-    }
-    return this._tus.get(collection);
-  },
-
-  // Property discovery (GET /collections/{c}/fields): true when it answers, false when absent.
-  async fields(collection) {
-    if (!this._fields.has(collection)) {
-      this._fields.set(collection, (async () => {
-        const response = await request(`${collectionPath(collection)}/fields`, { raw: true });
-        return response.ok;
-      })().catch(() => false));
-    }
-    return this._fields.get(collection);
-  },
-
-  // `dedupe=true` uploads, when the API document describes them.
-  async supportsDedupe() {
-    if (this.dedupe === null) {
-      try {
-        const { body } = await json("/openapi.json");
-        const upload = body.paths && body.paths["/collections/{collection}/images"];
-        this.dedupe = !!(upload && upload.post && JSON.stringify(upload.post).includes("dedupe"));
-      } catch {
-        this.dedupe = false;
-      }
-    }
-    return this.dedupe;
-  },
-};
-
-// Key names from the fields route, whichever of the documented shapes it answers with.
-export function fieldKeys(body) {
-  const list = Array.isArray(body) ? body : body && (body.fields || body.keys || body.properties || []);
-  if (!Array.isArray(list)) return typeof list === "object" ? Object.keys(list) : [];
-  return list.map((item) => (typeof item === "string" ? item : item && (item.key || item.name || item.field))).filter(Boolean);
-}
-
-export function fieldValues(body) {
-  const list = Array.isArray(body) ? body : body && (body.values || body.items || []);
-  if (!Array.isArray(list)) return [];
-  return list.map((item) => (item !== null && typeof item === "object" && "value" in item ? { value: item.value, count: item.count } : { value: item, count: null }));
 }
 
 // The `next` target of a Link header, or null.

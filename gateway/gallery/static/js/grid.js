@@ -70,7 +70,8 @@ export class VirtualGrid {
     if (position === undefined) return;
     this.items[position] = doc;
     const tile = this.tiles.get(position);
-    if (tile) this.fill(tile, position, true);
+    // The same image with new properties: its label may change, its picture does not.
+    if (tile) this.label(tile, doc);
   }
 
   remove(ids) {
@@ -120,15 +121,13 @@ export class VirtualGrid {
     });
   }
 
-  visibleRange() {
-    const top = this.scroller.scrollTop;
-    const first = Math.max(0, Math.floor(top / this.rowHeight) - OVERSCAN_ROWS);
-    const last = Math.ceil((top + this.scroller.clientHeight) / this.rowHeight) + OVERSCAN_ROWS;
-    return [first * this.columns, Math.min(this.items.length, last * this.columns)];
-  }
-
   render() {
-    const [start, end] = this.visibleRange();
+    // The scroll position is read once, before any tile is written: a read after a write
+    // forces a style and layout pass, and one per tile made the longest tasks of a scroll.
+    const top = this.scroller.scrollTop;
+    const bottom = top + this.scroller.clientHeight;
+    const start = Math.max(0, Math.floor(top / this.rowHeight) - OVERSCAN_ROWS) * this.columns;
+    const end = Math.min(this.items.length, (Math.ceil(bottom / this.rowHeight) + OVERSCAN_ROWS) * this.columns);
     const keep = (position) => (position >= start && position < end) || position === this.active;
     for (const [position, tile] of this.tiles) {
       if (!keep(position) || position >= this.items.length) this.release(position, tile);
@@ -141,7 +140,7 @@ export class VirtualGrid {
       if (!tile) {
         tile = this.pool.pop() || this.create();
         this.tiles.set(position, tile);
-        this.fill(tile, position, false);
+        this.fill(tile, position, top, bottom);
         if (!tile.isConnected) this.spacer.append(tile);
       } else {
         this.place(tile, position);
@@ -181,22 +180,37 @@ export class VirtualGrid {
     tile.setAttribute("aria-selected", this.selected.has(this.items[position].id) ? "true" : "false");
   }
 
-  fill(tile, position, force) {
+  // A tile taken from the pool shows the document at `position`; `top` and `bottom` are the
+  // scroller's view, so the rows in it fetch first and the overscan rows wait behind them.
+  fill(tile, position, top, bottom) {
     const doc = this.items[position];
     this.place(tile, position);
     tile.hidden = false;
-    if (!force && tile.dataset.id === doc.id) return;
+    if (tile.dataset.id === doc.id) return;
     tile.dataset.id = doc.id;
     tile.id = `tile-${doc.id}`;
-    tile.querySelector(".name").textContent = doc.image || doc.id;
-    tile.title = `${doc.image || doc.id} — ${doc.width}×${doc.height}`;
+    this.label(tile, doc);
     if (tile.cancel) tile.cancel();
     const img = tile.querySelector("img");
-    // Rows in view first; the overscan rows can wait behind them.
-    const top = this.scroller.scrollTop;
+    img.fetchPriority = this.inView(position, top, bottom) ? "high" : "low";
+    ({ shown: tile.shown, cancel: tile.cancel } = showThumb(img, doc));
+  }
+
+  inView(position, top, bottom) {
     const row = Math.floor(position / this.columns) * this.rowHeight;
-    img.fetchPriority = row + this.rowHeight > top && row < top + this.scroller.clientHeight ? "high" : "low";
-    tile.cancel = showThumb(img, doc);
+    return row + this.rowHeight > top && row < bottom;
+  }
+
+  // Settles once every tile in view shows its picture (or failed to): the first screen is drawn.
+  drawn() {
+    const top = this.scroller.scrollTop;
+    const bottom = top + this.scroller.clientHeight;
+    return Promise.all([...this.tiles].filter(([position]) => this.inView(position, top, bottom)).map(([, tile]) => tile.shown));
+  }
+
+  label(tile, doc) {
+    tile.querySelector(".name").textContent = doc.image || doc.id;
+    tile.title = `${doc.image || doc.id} — ${doc.width}×${doc.height}`;
   }
 
   release(position, tile) {
@@ -204,6 +218,7 @@ export class VirtualGrid {
     if (tile === document.activeElement) this.scroller.focus({ preventScroll: true });
     if (tile.cancel) tile.cancel();
     tile.cancel = null;
+    tile.shown = null;
     tile.hidden = true;
     tile.dataset.id = "";
     this.pool.push(tile);

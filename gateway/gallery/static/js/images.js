@@ -1,5 +1,5 @@
-// Where a tile's or the preview's pixels come from: the rendition routes when the server has
-// them (documents carry `thumbnail_url`), else the original; with credentials, fetched with the
+// Where a tile's or the preview's pixels come from: the rendition routes where the `thumb`
+// preset is configured (documents carry `thumbnail_url`), else the original; with credentials, fetched with the
 // header and drawn from a blob, since an <img> cannot send one.
 
 import { credential } from "./api.js";
@@ -72,23 +72,30 @@ export function needsFetch() {
   return !!credential.get();
 }
 
-// Points `img` at one document's thumbnail (srcset with the preview for dense screens) and
-// returns a function that cancels a pending fetch when the tile is reused.
+// Points `img` at one document's thumbnail (srcset with the preview for dense screens). Answers
+// `shown`, settled once the picture is drawn or failed, and `cancel`, for a tile being reused
+// (it aborts a pending fetch and settles `shown`).
 export function showThumb(img, doc) {
   const { thumb, preview, renditions } = sources(doc);
   img.classList.remove("loaded", "failed");
+  let settle;
+  const shown = new Promise((resolve) => (settle = resolve));
   const onLoad = () => {
     img.classList.add("loaded");
     // User Timing: how long until the first picture shows (read by the scale test).
     if (!performance.getEntriesByName("gallery:first-thumbnail").length) performance.mark("gallery:first-thumbnail");
+    settle();
   };
-  const onError = () => img.classList.add("failed");
+  const onError = () => {
+    img.classList.add("failed");
+    settle();
+  };
   img.onload = onLoad;
   img.onerror = onError;
   if (!needsFetch()) {
     img.srcset = renditions ? `${thumb} 1x, ${preview} 2x` : "";
     img.src = thumb;
-    return () => {};
+    return { shown, cancel: settle };
   }
   img.removeAttribute("srcset");
   img.removeAttribute("src");
@@ -99,7 +106,13 @@ export function showThumb(img, doc) {
   }, (exc) => {
     if (exc.name !== "AbortError") onError();
   });
-  return () => controller.abort();
+  return {
+    shown,
+    cancel: () => {
+      controller.abort();
+      settle();
+    },
+  };
 }
 
 export async function showPreview(img, doc) {

@@ -1,7 +1,7 @@
-// Live changes of one collection: the events WebSocket, or, where the socket cannot be opened
-// (a proxy that refuses upgrades), a poll of the newest page.
+// Live changes of one collection: the events WebSocket, reconnected with a growing delay when it
+// closes (a restart, a network change).
 
-import { collectionPath, credential, json } from "./api.js";
+import { collectionPath, credential } from "./api.js";
 
 // A WebSocket carries no headers from a browser: the credential travels as a subprotocol
 // (base64url, never in the URL), beside the feed's own, which the server answers with.
@@ -21,10 +21,8 @@ function protocols() {
   return [FEED_PROTOCOL, `image-gateway.${kind}.${base64url(saved.value)}`];
 }
 
-const POLL_MS = 5000;
-
 export class LiveFeed {
-  // onEvent({event, id, document}) for each change; onMode("socket" | "polling") when it changes.
+  // onEvent({event, id, document}) for each change; onMode("socket" | "closed") when it changes.
   constructor({ onEvent, onMode }) {
     this.onEvent = onEvent;
     this.onMode = onMode;
@@ -32,20 +30,15 @@ export class LiveFeed {
     this.collection = null;
     this.retry = 0;
     this.timer = 0;
-    this.polling = 0;
-    this.known = null;
   }
 
-  // `known(id)` says whether the page already shows an image, so polling reports only new ones.
-  connect(collection, known) {
-    this.known = known;
-    if (this.collection === collection && (this.polling || (this.socket && this.socket.readyState <= 1))) return;
+  connect(collection) {
+    if (this.collection === collection && this.socket && this.socket.readyState <= 1) return;
     this.disconnect();
     if (!collection) return;
     this.collection = collection;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(`${scheme}//${location.host}${collectionPath(collection)}/events`, protocols());
-    let subscribed = false;
     this.socket = socket;
     socket.onmessage = (message) => {
       let event;
@@ -55,7 +48,6 @@ export class LiveFeed {
         return;
       }
       if (event.event === "subscribed") {
-        subscribed = true;
         this.retry = 0;
         this.onMode("socket");
       } else if (event.collection === this.collection) {
@@ -65,41 +57,22 @@ export class LiveFeed {
     socket.onclose = () => {
       if (this.socket !== socket) return;
       this.socket = null;
-      if (!subscribed && credential.get()) {
-        this.poll(collection);
-        return;
-      }
+      this.onMode("closed");
       this.retry = Math.min(this.retry + 1, 6);
       this.timer = setTimeout(() => {
         this.collection = null;
-        this.connect(collection, this.known);
+        this.connect(collection);
       }, 500 * 2 ** this.retry);
     };
   }
 
   disconnect() {
     clearTimeout(this.timer);
-    clearInterval(this.polling);
-    this.polling = 0;
     if (this.socket) {
       const socket = this.socket;
       this.socket = null;
       socket.close();
     }
     this.collection = null;
-  }
-
-  poll(collection) {
-    this.onMode("polling");
-    clearInterval(this.polling);
-    this.polling = setInterval(async () => {
-      if (collection !== this.collection || document.hidden) return;
-      try {
-        const { body } = await json(`${collectionPath(collection)}/images?${new URLSearchParams({ limit: "20", sort: "-time" })}`);
-        for (const doc of body.reverse()) if (!this.known(doc.id)) this.onEvent({ event: "upload", id: doc.id, collection, document: doc });
-      } catch {
-        // the next round tries again
-      }
-    }, POLL_MS);
   }
 }

@@ -2,18 +2,19 @@
 // panel, bulk changes, live updates and sign-in. Everything goes through the public API.
 
 import {
-  ApiError, authListeners, collectionPath, credential, enc, features, fieldKeys, fieldValues,
-  formatBytes, formatCount, imagePath, json, jsonBody, nextLink, request,
+  ApiError, authListeners, collectionPath, credential, enc, formatBytes, formatCount, imagePath, json, jsonBody, nextLink, request,
 } from "./api.js";
 import { VirtualGrid } from "./grid.js";
 import { showPreview } from "./images.js";
 import { LiveFeed } from "./live.js";
 import { PropertyEditor, mergePatch } from "./props.js";
 import { Uploads } from "./upload.js";
-import { applyMergePatch, filterDocument, matches, sortParam } from "./view.js";
+import { applyMergePatch, dottedKeys, filterDocument, matches, sortParam } from "./view.js";
 
 const PAGE = 100;
-const IN_LIMIT = 100; // the API's bound on an $in list
+// Ids in one `_id` `$in` filter: the API's bound on an id list, and what one write by filter
+// touches at most (both 1000).
+const IDS_PER_CALL = 1000;
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -25,10 +26,8 @@ const state = {
   loading: null,
   generation: 0,
   keys: [],
-  valuesSeen: new Map(),
   collections: new Map(),
   detail: null, // {doc, etag, dirty}
-  firstThumbAt: null,
 };
 
 // --- helpers ------------------------------------------------------------------------------
@@ -133,16 +132,15 @@ async function loadCollections() {
     if (exc instanceof ApiError && exc.status !== 401) notice(exc.explain());
     return [];
   }
-  const entries = names.map((item) => (typeof item === "string" ? { name: item } : { name: item.name, documents: item.documents ?? item.count, bytes: item.bytes ?? item.size }));
-  state.collections = new Map(entries.map((entry) => [entry.name, entry]));
+  state.collections = new Map(names.map((name) => [name, { name }]));
   renderCollections();
-  // Counts come from each collection's own route when the listing carries none; a few at a time.
-  const missing = entries.filter((entry) => entry.documents === undefined);
+  // The listing holds names only: counts and sizes from each collection's route, a few at a time.
+  const missing = names.slice();
   const worker = async () => {
-    for (let entry = missing.shift(); entry; entry = missing.shift()) await refreshStats(entry.name);
+    for (let name = missing.shift(); name; name = missing.shift()) await refreshStats(name);
   };
   Promise.all([worker(), worker(), worker(), worker()]);
-  return entries.map((entry) => entry.name);
+  return names;
 }
 
 async function refreshStats(name) {
@@ -265,31 +263,25 @@ async function loadView(openId = null) {
     return;
   }
   $("loading").hidden = false;
-  const started = performance.now();
   try {
     const { body, response } = await json(listingPath());
     if (generation !== state.generation) return;
     const total = response.headers.get("X-Total-Count");
     grid.setItems(body, total === null ? null : Number(total));
     state.next = nextLink(response);
-    learn(body);
-    state.firstPageMs = performance.now() - started;
   } catch (exc) {
     if (generation !== state.generation) return;
-    if (exc instanceof ApiError && exc.status === 400 && state.sort !== "-time" && state.sort !== "time") {
-      state.sort = "-time";
-      writeURL();
-      notice(`This server cannot sort by that property (${exc.message}); sorted newest first instead.`);
-      loadView(openId);
-      return;
-    }
-    if (exc instanceof ApiError && exc.status === 404) notice(`There is no collection “${state.collection}” (yet): upload an image to make it.`);
-    else notice(exc instanceof ApiError ? exc.explain() : exc.message);
+    notice(exc instanceof ApiError ? exc.explain() : exc.message);
   } finally {
     if (generation === state.generation) $("loading").hidden = true;
   }
   renderSummary();
-  loadKeys();
+  // The key list waits until the tiles in view have drawn: /fields scans up to 10,000 images,
+  // and asked at once it doubled the time to the first thumbnail of a 10,000-image collection
+  // (benchmarks/gallery.py). An empty listing without filters is a collection with no images
+  // (or none yet, which /fields would answer 404): no keys until one arrives (see `learnKeys`).
+  if (grid.items.length || state.filters.length) grid.drawn().then(() => generation === state.generation && loadKeys());
+  else showKeys([]);
   connectLive();
   if (openId) {
     const doc = grid.get(openId) || (await json(imagePath(state.collection, openId)).then((r) => r.body, () => null));
@@ -307,7 +299,6 @@ async function loadMore() {
       if (generation !== state.generation) return;
       state.next = nextLink(response);
       grid.append(body);
-      learn(body);
     })
     .catch((exc) => generation === state.generation && notice(exc instanceof ApiError ? exc.explain() : exc.message))
     .finally(() => {
@@ -322,35 +313,24 @@ async function loadMore() {
 
 // --- property keys and values for filters and sort ------------------------------------------
 
-function learn(docs) {
-  const walk = (prefix, value) => {
-    if (value && typeof value === "object" && !Array.isArray(value)) {
-      for (const [key, inner] of Object.entries(value)) walk(prefix ? `${prefix}.${key}` : key, inner);
-      return;
-    }
-    if (!state.valuesSeen.has(prefix)) state.valuesSeen.set(prefix, new Map());
-    const seen = state.valuesSeen.get(prefix);
-    if (seen.size < 100 && !Array.isArray(value)) seen.set(JSON.stringify(value), (seen.get(JSON.stringify(value)) || 0) + 1);
-  };
-  for (const doc of docs) walk("", doc.properties || {});
+// The collection's keys (GET /fields) for the filter's suggestions and the sort's choices.
+async function loadKeys() {
+  const collection = state.collection;
+  let keys = [];
+  try {
+    keys = (await json(`${collectionPath(collection)}/fields`)).body.fields.map((field) => field.key);
+  } catch {
+    // no suggestions: a key can still be typed
+  }
+  if (collection === state.collection) showKeys(keys);
 }
 
-async function loadKeys() {
-  let keys = null;
-  const collection = state.collection;
-  if (await features.fields(collection)) {
-    try {
-      keys = fieldKeys((await json(`${collectionPath(collection)}/fields`)).body);
-    } catch {
-      keys = null;
-    }
-  }
-  if (collection !== state.collection) return;
-  state.keys = keys || [...state.valuesSeen.keys()].filter(Boolean).sort();
-  $("filter-keys").replaceChildren(...state.keys.map((key) => Object.assign(document.createElement("option"), { value: key })));
+function showKeys(keys) {
+  state.keys = keys;
+  $("filter-keys").replaceChildren(...keys.map((key) => Object.assign(document.createElement("option"), { value: key })));
   const sort = $("sort");
   for (const option of [...sort.options]) if (option.value.startsWith("prop:")) option.remove();
-  for (const key of state.keys.slice(0, 20)) {
+  for (const key of keys.slice(0, 20)) {
     sort.append(Object.assign(document.createElement("option"), { value: `prop:${key}:1`, textContent: `${key}, ascending` }));
     sort.append(Object.assign(document.createElement("option"), { value: `prop:${key}:-1`, textContent: `${key}, descending` }));
   }
@@ -361,15 +341,21 @@ async function loadKeys() {
   sort.value = state.sort;
 }
 
+// Documents seen arriving or changing: ask /fields again only when one carries a key not yet
+// known (each call scans up to 10,000 images on the server, so not on every live event).
+let keysTimer = 0;
+function learnKeys(docs) {
+  if (!docs.some((doc) => dottedKeys(doc.properties).some((key) => !state.keys.includes(key)))) return;
+  clearTimeout(keysTimer);
+  keysTimer = setTimeout(loadKeys, 300);
+}
+
 async function valuesOf(key) {
-  if (await features.fields(state.collection)) {
-    try {
-      return fieldValues((await json(`${collectionPath(state.collection)}/fields/${enc(key)}`)).body).map((v) => v.value);
-    } catch {
-      // fall back to what the loaded pages hold
-    }
+  try {
+    return (await json(`${collectionPath(state.collection)}/fields/${enc(key)}`)).body.values.map((v) => v.value);
+  } catch {
+    return []; // unknown key, or none yet: the typed text is taken as it reads
   }
-  return [...(state.valuesSeen.get(key) || new Map()).keys()].map((v) => JSON.parse(v));
 }
 
 // A typed value from the filter's text: the type the key's known values have, else JSON
@@ -444,52 +430,25 @@ $("select-mode").addEventListener("click", () => {
 $("select-clear").addEventListener("click", () => grid.clearSelection());
 $("bulk-delete").addEventListener("click", () => deleteImages([...grid.selected]));
 
-function chunks(list, size) {
-  const out = [];
-  for (let i = 0; i < list.length; i += size) out.push(list.slice(i, i + size));
-  return out;
-}
-
-async function eachImage(ids, act) {
-  const queue = ids.slice();
-  const done = [];
-  const failed = [];
-  const worker = async () => {
-    for (let id = queue.shift(); id; id = queue.shift()) {
-      try {
-        done.push([id, await act(id)]);
-      } catch (exc) {
-        failed.push([id, exc]);
-      }
-    }
-  };
-  await Promise.all([worker(), worker(), worker(), worker()]);
-  return { done, failed };
-}
-
-// The bulk route by filter, when the server has it: true if it did the job, false to fall back.
-async function bulk(kind, method, ids, body) {
-  if (features.bulk[kind] === false) return false;
+// Writes by filter: the ids as `_id` `$in` filters of at most IDS_PER_CALL each. An answer with
+// `more` was cut at the server's per-call cap: a PATCH goes on `after` the last id it reached, a
+// DELETE is called again (what it deleted matches no more). `done(ids)` hears of each finished
+// list, so a failure part-way still shows what was done. Answers how many images it changed.
+async function writeByIds(method, ids, patch, done) {
   const path = `${collectionPath(state.collection)}/images`;
-  for (const part of chunks(ids, IN_LIMIT)) {
-    const filter = JSON.stringify({ _id: { $in: part } });
-    for (let round = 0; round < 20; round += 1) {
-      const response = await request(`${path}?filter=${enc(filter)}`, { method, raw: true, ...(body ? jsonBody(body) : {}) });
-      if ([400, 404, 405, 501].includes(response.status) && features.bulk[kind] !== true) {
-        features.bulk[kind] = false;
-        return false;
-      }
-      if (!response.ok) {
-        const error = new ApiError(response.status, "bulk", (await response.json().catch(() => ({ error: { message: response.statusText } }))).error.message);
-        if (error.status === 401 || error.status === 403) authListeners.forEach((listener) => listener(error));
-        throw error;
-      }
-      features.bulk[kind] = true;
-      const answer = await response.json().catch(() => ({}));
-      if (!(answer.more || answer.has_more || answer.remaining > 0 || answer.truncated)) break;
+  let changed = 0;
+  for (let i = 0; i < ids.length; i += IDS_PER_CALL) {
+    const part = ids.slice(i, i + IDS_PER_CALL);
+    const params = new URLSearchParams({ filter: JSON.stringify({ _id: { $in: part } }) });
+    for (let more = true; more; ) {
+      const { body: answer } = await json(`${path}?${params}`, { method, ...(patch ? jsonBody(patch) : {}) });
+      changed += method === "DELETE" ? answer.deleted : answer.updated + answer.unchanged;
+      more = answer.more;
+      if (answer.after) params.set("after", answer.after);
     }
+    done(part);
   }
-  return true;
+  return changed;
 }
 
 async function deleteImages(ids) {
@@ -498,21 +457,20 @@ async function deleteImages(ids) {
   const what = ids.length === 1 ? `“${names[0]}”` : `${ids.length} images`;
   if (!(await confirmDialog(`Delete ${what}?`, `This deletes ${what} and ${ids.length === 1 ? "its" : "their"} stored file${ids.length === 1 ? "" : "s"}. It cannot be undone.`))) return false;
   try {
-    if (ids.length > 1 && (await bulk("delete", "DELETE", ids))) {
+    if (ids.length === 1) {
+      await request(imagePath(state.collection, ids[0]), { method: "DELETE" });
       grid.remove(ids);
-      toast(`Deleted ${ids.length} images`);
+      toast(`Deleted ${what}`);
     } else {
-      const { done, failed } = await eachImage(ids, (id) => request(imagePath(state.collection, id), { method: "DELETE" }));
-      grid.remove(done.map(([id]) => id));
-      if (failed.length) notice(`${failed.length} could not be deleted: ${failed[0][1].explain ? failed[0][1].explain() : failed[0][1].message}`);
-      else toast(done.length === 1 ? `Deleted ${what}` : `Deleted ${done.length} images`);
+      toast(`Deleted ${formatCount(await writeByIds("DELETE", ids, null, (part) => grid.remove(part)), "image")}`);
     }
   } catch (exc) {
     notice(exc instanceof ApiError ? exc.explain() : exc.message);
     return false;
+  } finally {
+    renderSummary();
+    refreshStatsSoon(state.collection);
   }
-  renderSummary();
-  refreshStatsSoon(state.collection);
   return true;
 }
 
@@ -545,19 +503,14 @@ $("bulk-form").addEventListener("submit", async (event) => {
   const ids = [...grid.selected];
   $("bulk-apply").disabled = true;
   try {
-    if (await bulk("patch", "PATCH", ids, patch)) {
-      for (const id of ids) {
-        const doc = grid.get(id);
-        if (doc) grid.update({ ...doc, properties: applyMergePatch(doc.properties || {}, patch) });
-      }
-    } else {
-      const { done, failed } = await eachImage(ids, async (id) => (await json(imagePath(state.collection, id), { method: "PATCH", ...jsonBody(patch) })).body);
-      for (const [, doc] of done) grid.update(doc);
-      if (failed.length) throw failed[0][1];
-    }
+    // The answer holds counts, not documents: the page applies the same merge patch itself
+    // (each image's update event brings the stored document a moment later).
+    await writeByIds("PATCH", ids, patch, (part) => {
+      for (const doc of part.map((id) => grid.get(id)).filter(Boolean)) grid.update({ ...doc, properties: applyMergePatch(doc.properties || {}, patch) });
+    });
     $("bulk").close();
     toast(`Updated ${formatCount(ids.length, "image")}`);
-    learn(ids.map((id) => grid.get(id)).filter(Boolean));
+    learnKeys(ids.map((id) => grid.get(id)).filter(Boolean));
   } catch (exc) {
     showError("bulk-error", exc);
   } finally {
@@ -687,7 +640,7 @@ $("detail-form").addEventListener("submit", async (event) => {
     const { body, response } = await json(path, options);
     showDetail(body, response.headers.get("ETag"));
     grid.update(body);
-    learn([body]);
+    learnKeys([body]);
     $("detail-status").textContent = "Saved.";
   } catch (exc) {
     if (exc instanceof ApiError && exc.status === 412) await conflict(path, values);
@@ -779,9 +732,9 @@ let uploads = null;
 function uploadPanel() {
   if (!uploads) {
     uploads = new Uploads($("upload-list"), {
-      maxBytes: state.info && state.info.limits ? state.info.limits.max_upload_bytes : null,
+      // Read when files are added: the panel may open before `GET /` has answered.
+      maxBytes: () => state.info && state.info.limits.max_upload_bytes,
       onUploaded: (doc, collection) => arrived(doc, collection),
-      findDuplicate: (doc) => grid.items.find((other) => other.sha256 === doc.sha256 && other.id !== doc.id) || null,
     });
   }
   return uploads;
@@ -792,7 +745,6 @@ function openUpload() {
   if (!$("upload-collection").value) $("upload-collection").value = state.collection || (state.info && state.info.default_collection) || "";
   showError("upload-error", null);
   if (!dialog.open) dialog.showModal();
-  features.supportsDedupe().then((ok) => ($("dedupe-row").hidden = !ok));
 }
 
 function queueFiles(files) {
@@ -826,7 +778,7 @@ $("upload-start").addEventListener("click", async () => {
   showError("upload-error", null);
   $("upload-start").disabled = true;
   $("upload-start").textContent = "Uploading…";
-  await uploadPanel().start(collection, properties, { dedupe: !$("dedupe-row").hidden && $("dedupe").checked });
+  await uploadPanel().start(collection, properties, { dedupe: $("dedupe").checked });
   $("upload-start").textContent = "Upload";
   $("upload-start").disabled = uploadPanel().pending() === 0;
   if (!state.collection) selectCollection(collection);
@@ -834,13 +786,16 @@ $("upload-start").addEventListener("click", async () => {
 
 // A new document, from our upload or the live feed: into the grid where the view would show it.
 function arrived(doc, collection = doc.collection) {
+  // Shown already: our own upload coming back through the feed, or a duplicate answered with
+  // the image it matches. Nothing changed, so no stats to ask for again.
+  if (collection === state.collection && grid.get(doc.id)) return;
   if (!state.collections.has(collection)) {
     state.collections.set(collection, { name: collection });
     renderCollections();
   }
   refreshStatsSoon(collection);
-  if (collection !== state.collection || grid.get(doc.id) || !matches(doc, state.filters)) return;
-  learn([doc]);
+  if (collection !== state.collection || !matches(doc, state.filters)) return;
+  learnKeys([doc]);
   if (state.sort === "-time") grid.prepend(doc);
   else if (state.sort === "time" && !state.next) grid.append([doc]);
   else notice("New images arrived.", { label: "Show them", run: () => loadView() });
@@ -882,7 +837,7 @@ const live = new LiveFeed({
 });
 
 function connectLive() {
-  live.connect(state.collection, (id) => !!grid.get(id));
+  live.connect(state.collection);
 }
 
 function removedElsewhere(id) {
@@ -897,7 +852,7 @@ function removedElsewhere(id) {
 
 function updatedElsewhere(doc) {
   grid.update(doc);
-  learn([doc]);
+  learnKeys([doc]);
   const open = state.detail;
   // Our own save comes back through the feed too; only someone else's change is news.
   if (!open || open.doc.id !== doc.id || open.doc.updated_at === doc.updated_at) return;
@@ -1005,6 +960,8 @@ async function start() {
 }
 
 async function boot() {
+  // The URL's collection is known at once: files dropped before `GET /` answers go there.
+  readURL();
   try {
     ({ body: state.info } = await json("/"));
   } catch (exc) {
@@ -1014,7 +971,6 @@ async function boot() {
   renderWho();
   if (state.info.authentication && !credential.get()) {
     openSignIn("This gateway needs credentials: a bearer token or an API key.");
-    readURL();
     renderControls();
     return;
   }

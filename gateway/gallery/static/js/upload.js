@@ -1,14 +1,21 @@
-// Uploads: several files at once, each with its own progress and outcome. Large files go
-// resumably over tus when the server offers it (tus-js-client, vendored), the rest as multipart.
+// Uploads: several files at once, each with its own progress and outcome. Small files go as one
+// multipart POST; large ones resumably over tus (tus-js-client, vendored), so a broken
+// connection costs at most the chunk in flight.
 
-import { ApiError, collectionPath, credential, features, formatBytes } from "./api.js";
+import { ApiError, collectionPath, credential, formatBytes } from "./api.js";
 
 const TUS_SCRIPT = "/gallery/vendor/tus-js-client-4.3.1/tus.min.js";
-const TUS_THRESHOLD = 5 * 1024 * 1024;
-// S3 multipart parts are at least 5 MiB; the gateway's tus endpoint maps chunks onto them.
-const TUS_CHUNK = 5 * 1024 * 1024;
+// One PATCH per chunk, the size of the gateway's S3 parts (storage.s3.part_size, 8 MiB by
+// default), so each chunk lands as one part with no tail object waiting for the next.
+const TUS_CHUNK = 8 * 1024 * 1024;
+// tus resumes chunk by chunk: a file of one chunk or less would be sent again whole after a cut,
+// as a multipart upload is, yet pay for the creation request, the upload state the server
+// records per PATCH and a second read of the object at completion (benchmarks/RESULTS.md: 1.45x
+// the time of a multipart POST). So only files larger than a chunk go by tus.
+const TUS_THRESHOLD = TUS_CHUNK;
 const PARALLEL = 2;
 
+// Loaded on the first large file only: most visits upload nothing, or only small files.
 let tusLoaded = null;
 function loadTus() {
   if (!tusLoaded) {
@@ -68,7 +75,7 @@ async function resumable(item, collection, properties, dedupe) {
       chunkSize: TUS_CHUNK,
       retryDelays: [0, 1000, 3000, 5000],
       headers: credential.headers(),
-      // `dedupe` rides in the metadata, as the multipart upload's query parameter does.
+      // `dedupe` rides in Upload-Metadata here (the multipart POST takes it as a query parameter).
       metadata: {
         filename: item.file.name,
         content_type: item.file.type || "application/octet-stream",
@@ -100,11 +107,10 @@ async function resumable(item, collection, properties, dedupe) {
 }
 
 export class Uploads {
-  constructor(list, { maxBytes, onUploaded, findDuplicate }) {
+  constructor(list, { maxBytes, onUploaded }) {
     this.list = list;
     this.maxBytes = maxBytes;
     this.onUploaded = onUploaded;
-    this.findDuplicate = findDuplicate;
     this.items = [];
   }
 
@@ -137,9 +143,10 @@ export class Uploads {
           li.dataset.state = state;
         },
       };
-      if (this.maxBytes && file.size > this.maxBytes) {
+      const maxBytes = this.maxBytes();
+      if (maxBytes && file.size > maxBytes) {
         item.state = "refused";
-        item.say(`Refused: too large (${formatBytes(file.size)}; this gateway accepts up to ${formatBytes(this.maxBytes)})`, "refused");
+        item.say(`Refused: too large (${formatBytes(file.size)}; this gateway accepts up to ${formatBytes(maxBytes)})`, "refused");
         bar.hidden = true;
       }
       this.items.push(item);
@@ -160,20 +167,17 @@ export class Uploads {
 
   async start(collection, properties, { dedupe = false } = {}) {
     const queue = this.items.filter((item) => item.state === "queued");
-    const tus = await features.tus(collection);
     const url = `${collectionPath(collection)}/images${dedupe ? "?dedupe=true" : ""}`;
     const worker = async () => {
       for (let item = queue.shift(); item; item = queue.shift()) {
         item.state = "sending";
         item.say("Starting", "sending");
-        const viaTus = tus && item.file.size >= TUS_THRESHOLD;
+        const viaTus = item.file.size > TUS_THRESHOLD;
         item.li.dataset.via = viaTus ? "tus" : "multipart";
         try {
           const doc = viaTus ? await resumable(item, collection, properties, dedupe) : await multipart(item, url, properties);
           item.state = "done";
-          const earlier = doc && !doc.duplicate ? this.findDuplicate(doc) : null;
-          if (doc && doc.duplicate) item.say(`Duplicate: the same image is already in “${collection}” — not stored again`, "duplicate");
-          else if (earlier) item.say(`Uploaded, but it duplicates “${earlier.image || earlier.id}” already in the collection`, "duplicate");
+          if (doc && doc.duplicate) item.say(`Duplicate: the same image is already in “${collection}” as “${doc.image || doc.id}” — not stored again`, "duplicate");
           else item.say(viaTus ? "Uploaded (resumable)" : "Uploaded", "done");
           item.li.querySelector("progress").value = 1;
           if (doc) this.onUploaded(doc, collection);

@@ -42,6 +42,14 @@ export function matches(doc, filters) {
   });
 }
 
+// The property keys of a document as /fields names them: nested ones dotted (`box`, `box.x`).
+export function dottedKeys(properties, prefix = "") {
+  return Object.entries(properties || {}).flatMap(([key, value]) => {
+    const path = prefix + key;
+    return value && typeof value === "object" && !Array.isArray(value) ? [path, ...dottedKeys(value, `${path}.`)] : [path];
+  });
+}
+
 // The document a JSON Merge Patch (RFC 7386) makes of `target`.
 export function applyMergePatch(target, patch) {
   const result = { ...target };
