@@ -162,7 +162,7 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 # properties). A new module goes into the package whose layer it serves; growing this list is a
 # decision to make here, in review, not by accident.
 TOP_LEVEL = {
-    "app", "config", "errors", "images", "jsoncodec", "keys", "metrics", "middlewares", "names", "properties",
+    "app", "caches", "config", "errors", "images", "jsoncodec", "keys", "metrics", "middlewares", "names", "properties",
 }
 
 

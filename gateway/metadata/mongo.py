@@ -5,7 +5,8 @@ the image id as `_id`: ids are unique per collection (an export imported into an
 keeps its ids), a page or a lookup reads only that collection's records (FerretDB 1.24 on SQLite
 reads a whole MongoDB collection for every query, see the README), and a drop is a `drop`.
 `collections` holds the registry (generation, drop state), and `events`/`event_sequence` the
-event log (`mongo_events`). Releases before this layout kept every record in one collection,
+event log (`mongo_events`). On FerretDB, `revisions` holds each image collection's revision, which
+validates the record reads this process keeps (`mongo_reads`). Releases before this layout kept every record in one collection,
 `images`, keyed `<collection>/<id>`; `mongo_migrate` moves them, and the store refuses to open
 while any is left.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,11 +32,14 @@ from gateway.errors import Conflict, NotFound, Unavailable
 from gateway.metadata.base import RECORD_FIELDS, CollectionStats, EventLog, IdempotencyEntry, ImageRecord, PendingUpload, utcnow
 from gateway.metadata.mongo_client import Client, connect, unavailable_on_failure
 from gateway.metadata.mongo_events import MongoEventLog
+from gateway.metadata.mongo_reads import RevisionCache
 from gateway.metadata.query import ID_FIELD, SHA256_FIELD, Condition, ListQuery, keyset, order, sort_position
 
 # `images.<collection name>`; collection names cannot hold "/", so `records()` can order whole
 # collections by `<name>/`, the prefix of every path in them.
 RECORDS_PREFIX = "images."
+# One document per image collection, its records' revision (`mongo_reads`); FerretDB only.
+REVISIONS = "revisions"
 # Where releases before the per-collection layout kept every record (`mongo_migrate`).
 LEGACY_RECORDS = "images"
 _DUPLICATE_KEY = 11000
@@ -140,10 +144,14 @@ def _duplicates_only(exc: BulkWriteError) -> bool:
 class MongoMetadataStore:
     name = "mongodb"
 
-    def __init__(self, client: Client, database: str):
+    def __init__(self, client: Client, database: str, *, read_cache: bool | None = None):
+        """`read_cache`: keep record reads per process (`mongo_reads`); None decides in `prepare`,
+        on for FerretDB, whose reads scan. Every process writing one database must agree."""
         self._client = client
         self.db = client[database]
         self._collections = self.db["collections"]
+        self._read_cache = read_cache
+        self.reads: RevisionCache | None = None if not read_cache else RevisionCache(self.db[REVISIONS])
         # Image collections whose indexes this process has ensured since it last dropped them.
         self._indexed: set[str] = set()
         self._indexing = asyncio.Lock()
@@ -197,6 +205,8 @@ class MongoMetadataStore:
         # cheaper. MongoDB's own metadata count can be off after an unclean shutdown, so there
         # the records are counted.
         self._row_counts = "ferretdbVersion" in info
+        if self._read_cache is None and self._row_counts:
+            self.reads = RevisionCache(self.db[REVISIONS])
         if await self.legacy_records():
             raise Unavailable(
                 "the metadata database holds records in the layout of an earlier release: run `gateway migrate` once, "
@@ -237,8 +247,16 @@ class MongoMetadataStore:
             except DuplicateKeyError:
                 raise Conflict("an image with that id exists", code="image_exists") from None
 
+    async def _changed(self, collection: str) -> None:
+        if self.reads is not None:
+            await self.reads.changed(collection)
+
+    async def _cached(self, collection: str, key: Any, load: Callable[[], Awaitable[Any]]) -> Any:
+        return await (load() if self.reads is None else self.reads.read(collection, key, load))
+
     async def insert(self, record: ImageRecord) -> None:
         await self._call(self.records_of(record.collection).insert_one(to_doc(record)))
+        await self._changed(record.collection)
 
     async def insert_many(self, records: list[ImageRecord]) -> None:
         by_collection: dict[str, list[dict[str, Any]]] = {}
@@ -254,16 +272,28 @@ class MongoMetadataStore:
                     if not _duplicates_only(exc):
                         raise
                     taken = True
+                finally:
+                    # Whatever part of the batch went in is a change, even when the rest failed.
+                    await self._changed(collection)
         if taken:
             raise Conflict("an image with that id exists", code="image_exists")
 
     async def get(self, collection: str, image_id: str) -> ImageRecord:
+        record: ImageRecord = await self._cached(collection, ("get", image_id), lambda: self._get(collection, image_id))
+        return record
+
+    async def _get(self, collection: str, image_id: str) -> ImageRecord:
         doc = await self._call(self.records_of(collection).find_one({"_id": image_id}))
         if doc is None:
             raise NotFound("no image with that id", code="image_not_found")
         return _to_record(collection, doc)
 
     async def find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
+        # repr: a query's values may be lists (`$in`), which do not hash; its repr is as exact.
+        page: list[ImageRecord] = await self._cached(collection, ("find", repr(query)), lambda: self._find(collection, query))
+        return list(page)
+
+    async def _find(self, collection: str, query: ListQuery) -> list[ImageRecord]:
         if query.sort:
             terms, values = _sort_terms(query)
             spec = _filter(query.conditions, query.owner, *([] if values is None else [_after(terms, values)]))
@@ -284,6 +314,10 @@ class MongoMetadataStore:
         return [_to_record(collection, doc) for doc in docs]
 
     async def count(self, collection: str, conditions: tuple[Condition, ...], *, owner: str | None = None) -> int:
+        found: int = await self._cached(collection, ("count", repr(conditions), owner), lambda: self._count(collection, conditions, owner))
+        return found
+
+    async def _count(self, collection: str, conditions: tuple[Condition, ...], owner: str | None) -> int:
         if self._row_counts and not conditions and owner is None:
             return await self._row_count(collection)
         return await self._call(self.records_of(collection).count_documents(_filter(conditions, owner)))
@@ -306,6 +340,7 @@ class MongoMetadataStore:
             )
         )
         if result.matched_count == 1:
+            await self._changed(record.collection)
             return record
         await self.get(record.collection, record.id)
         return None
@@ -314,6 +349,7 @@ class MongoMetadataStore:
         doc = await self._call(self.records_of(collection).find_one_and_delete({"_id": image_id}))
         if doc is None:
             raise NotFound("no image with that id", code="image_not_found")
+        await self._changed(collection)
         return _to_record(collection, doc)
 
     async def delete_records(self, collection: str) -> int:
@@ -321,9 +357,10 @@ class MongoMetadataStore:
         # Counted, then dropped with its indexes (the next registration makes them again); a
         # record an upload writes in between goes with the rest, uncounted, and that upload
         # fails its generation check.
-        count = await self.count(collection, ())
+        count = await self._count(collection, (), None)
         await self._call(records.drop())
         self._indexed.discard(collection)
+        await self._changed(collection)
         return count
 
     async def records(self, collection: str | None = None) -> AsyncIterator[ImageRecord]:

@@ -2,7 +2,7 @@
 
 `core.ImageService` owns write order, compensation and authorization (owner scope); the other
 modules are workflows built on it (`bulk`, `discovery`, `reconcile`), the event fan-out it
-writes to (`events`) and its per-process memory (`caches`). Handlers import the names below;
+writes to (`events`); its per-process memory is `gateway.caches`. Handlers import the names below;
 the workflows import `core` directly, so this package's import runs nothing but `core`.
 """
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from gateway.service.caches import ExpiringCache, SharedReads
+from gateway.caches import ExpiringCache, SharedReads
 from gateway.config import Config
 from gateway.errors import BlobNotFound, Conflict, Forbidden, GatewayError, NotFound, PreconditionFailed, TooLarge, Unsupported
 from gateway.images import ACCEPTED, ImageInspector, sniff

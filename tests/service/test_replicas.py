@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.service.caches import ExpiringCache, SharedReads
+from gateway.caches import ExpiringCache, SharedReads
 from gateway.config import Config
 from gateway.keys import SERVICE
 from tests.faults import assert_invariants, install
@@ -196,3 +196,31 @@ async def test_concurrent_reads_of_one_image_share_a_read_that_never_predates_a_
         assert meta.calls.count("get") <= 4  # 11 requests, at most one read in flight at a time
     finally:
         del meta.inner.get
+
+
+async def test_pages_counts_and_documents_one_replica_keeps_follow_every_write_on_the_other(replicas: tuple[TestClient, TestClient]) -> None:
+    """On FerretDB each replica keeps record reads (metadata.mongo_reads); on SQLite nothing is
+    kept. Either way a listing, a total and a document are never older than an acknowledged write."""
+    a, b = replicas
+
+    async def listed() -> tuple[list[str], str]:
+        response = await a.get("/collections/pages/images?limit=10")
+        assert response.status == 200
+        return [doc["id"] for doc in await response.json()], response.headers.get("X-Total-Count", "")
+
+    first = await uploaded(b, "pages", seed=1)
+    for _ in range(2):  # the second is answered from what the first read
+        assert await listed() == ([first["id"]], "1")
+    second = await uploaded(b, "pages", seed=2)
+    assert await listed() == ([second["id"], first["id"]], "2")
+    patched = await b.patch(f"/collections/pages/images/{first['id']}", json={"label": "cat"})
+    assert patched.status == 200
+    document = await (await a.get(f"/collections/pages/images/{first['id']}")).json()
+    assert document["properties"] == {"label": "cat"}
+    filtered = await a.get('/collections/pages/images?filter={"label": "cat"}')
+    assert [doc["id"] for doc in await filtered.json()] == [first["id"]]
+    assert (await b.delete(f"/collections/pages/images/{second['id']}")).status == 200
+    assert await listed() == ([first["id"]], "1")
+    assert (await a.get(f"/collections/pages/images/{second['id']}")).status == 404
+    assert (await b.delete("/collections/pages")).status == 200
+    assert (await (await a.get("/collections/pages/images?limit=10")).json()) == []

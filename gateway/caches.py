@@ -1,5 +1,6 @@
 """Per-process memory of things that are expensive to recompute and safe to reuse for a while,
-and reads shared by concurrent callers.
+and reads shared by concurrent callers: used by the service and by the MongoDB store on FerretDB
+(`metadata.mongo_reads`), so it sits below both.
 
 Nothing here is ever the source of truth for whether an image or a collection exists: the
 service reads the record (or re-checks the collection) in the database on every request, so a

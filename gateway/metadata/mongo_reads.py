@@ -1,0 +1,96 @@
+"""Answers of record reads kept per process, each valid while its image collection's revision
+stays what it was when the answer was read: the MongoDB store's read cache on FerretDB.
+
+Why: FerretDB 1.24 pushes no sort, range or `$in` down to its SQLite tables and does not use an
+index for `_id` (see benchmarks/RESULTS.md), so a page of 50 reads and decodes every record of
+the collection, and even a get by id scans the table. A revision read is one small document of a
+tiny collection, much cheaper than either. On MongoDB the indexes answer pages and gets for about
+the cost of that read, so there the store does not cache (and does not write revisions).
+
+The protocol, which keeps every replica correct without talking to the others:
+- every write of a collection's records, once it succeeded, sets the collection's revision to a
+  fresh random value (`changed`), before the write is acknowledged;
+- a cached read first reads the revision (a read begun after the caller's call, shared by the
+  callers that arrive while one is in flight) and answers from memory only what was read under
+  that same value; otherwise it reads the records and keeps the answer under the value it read
+  before them.
+An answer kept under value v was read after v was set, so it holds every write whose revision
+change came before v; any write acknowledged later changed the value after v, and nobody is
+answered under v again. Random values, not a counter, because FerretDB runs an update as a read
+then a write: two concurrent changes may lose one of the writes, but each leaves a value never
+seen before, which is all the argument needs. A collection without a revision document (never
+written through a store that writes them) is not cached. Entries also expire after a minute, so
+a write whose revision change failed (the write then reports the failure) is not hidden for long.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
+
+from pymongo.errors import DuplicateKeyError
+
+from gateway.caches import SharedReads
+from gateway.metadata.mongo_client import unavailable_on_failure
+
+V = TypeVar("V")
+
+ENTRY_LIFETIME_SECONDS = 60.0
+MAX_ENTRIES = 20_000
+
+
+class RevisionCache:
+    def __init__(self, revisions: Any, *, lifetime: float = ENTRY_LIFETIME_SECONDS, max_entries: int = MAX_ENTRIES,
+                 clock: Callable[[], float] = time.monotonic):
+        """`revisions`: the MongoDB collection of one document per image collection,
+        `{_id: name, revision: value}`."""
+        self._revisions = revisions
+        self._lifetime = lifetime
+        self._max = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[Hashable, tuple[str, float, Any]] = OrderedDict()
+        self._current = SharedReads(self._read_revision)
+        self.hits = 0
+        self.misses = 0
+
+    async def _read_revision(self, collection: str) -> str | None:
+        with unavailable_on_failure():
+            doc = await self._revisions.find_one({"_id": collection})
+        return None if doc is None else str(doc["revision"])
+
+    async def read(self, collection: str, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
+        """What `load()` answers, from memory when it was read under the collection's current
+        revision. `key` names the read within the collection."""
+        revision = await self._current.get(collection)
+        if revision is None:
+            return await load()
+        entry_key = (collection, key)
+        entry = self._entries.get(entry_key)
+        if entry is not None and entry[0] == revision and self._clock() < entry[1]:
+            self._entries.move_to_end(entry_key)
+            self.hits += 1
+            return entry[2]
+        self.misses += 1
+        value = await load()
+        self._entries[entry_key] = (revision, self._clock() + self._lifetime, value)
+        self._entries.move_to_end(entry_key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+        return value
+
+    async def changed(self, collection: str) -> None:
+        """Mark the collection's records as written: call after every successful write of them,
+        before it is acknowledged."""
+        change = {"$set": {"revision": secrets.token_hex(8)}}
+        with unavailable_on_failure():
+            try:
+                await self._revisions.update_one({"_id": collection}, change, upsert=True)
+            except DuplicateKeyError:
+                # Two first writes raced to create the document; it exists now.
+                await self._revisions.update_one({"_id": collection}, change)
+
+    def __len__(self) -> int:
+        return len(self._entries)
