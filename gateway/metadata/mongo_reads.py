@@ -53,6 +53,8 @@ class RevisionCache:
         self._clock = clock
         self._entries: OrderedDict[Hashable, tuple[str, float, Any]] = OrderedDict()
         self._current = SharedReads(self._read_revision)
+        # A change need only begin after the write it marks: concurrent writers share one.
+        self._changes = SharedReads(self._write_revision)
         self.hits = 0
         self.misses = 0
 
@@ -84,6 +86,9 @@ class RevisionCache:
     async def changed(self, collection: str) -> None:
         """Mark the collection's records as written: call after every successful write of them,
         before it is acknowledged."""
+        await self._changes.get(collection)
+
+    async def _write_revision(self, collection: str) -> None:
         change = {"$set": {"revision": secrets.token_hex(8)}}
         with unavailable_on_failure():
             try:
