@@ -87,3 +87,34 @@ async def test_expired_link_is_403(make_client: Any) -> None:
     response = await fetch(client, client.make_url(str(past)))
     assert response.status == 403
     assert (await response.json())["error"]["code"] == "link_expired"
+
+
+async def test_a_file_read_whole_answers_as_a_streamed_one_would(link: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small files are read in one piece, larger ones streamed: same bytes, same validators, so
+    a conditional request made after either matches."""
+    from gateway.api import signed_downloads
+
+    client, location, image = link
+    whole = await fetch(client, location)
+    monkeypatch.setattr(signed_downloads, "WHOLE_FILE_MAX", 10)
+    streamed = await fetch(client, location)
+    for response in (whole, streamed):
+        assert response.status == 200 and await response.read() == image
+    for name in ("ETag", "Last-Modified", "Accept-Ranges", "Content-Type", "Content-Disposition", "Content-Security-Policy"):
+        assert whole.headers[name] == streamed.headers[name], name
+    assert (await fetch(client, location, headers={"If-None-Match": whole.headers["ETag"]})).status == 304
+    head = await client.session.head(URL(str(location), encoded=True))
+    assert head.status == 200 and int(head.headers["Content-Length"]) == len(image)
+
+
+async def test_a_missing_object_is_404_whichever_way_it_is_read(link: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.api import signed_downloads
+
+    client, location, _ = link
+    key = location.path.removeprefix("/_objects/")
+    client.server.app[BLOBS].local_path(key).unlink()
+    for limit in (signed_downloads.WHOLE_FILE_MAX, 10):
+        monkeypatch.setattr(signed_downloads, "WHOLE_FILE_MAX", limit)
+        response = await fetch(client, location)
+        assert response.status == 404
+        assert (await response.json())["error"]["code"]
