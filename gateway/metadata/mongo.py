@@ -415,15 +415,19 @@ class MongoMetadataStore:
         # FerretDB v1 has no $max accumulator and computes only the first accumulator of a
         # $group, so each figure is its own query.
         created_at = registered["created_at"]
+        documents, size, updated_at = await self._cached(name, ("stats",), lambda: self._record_stats(name))
+        return CollectionStats(name, documents, size, created_at, updated_at or created_at)
+
+    async def _record_stats(self, name: str) -> tuple[int, int, datetime | None]:
+        """The records' count, total size and newest update time (None without records)."""
         records = self.records_of(name)
-        documents = await self.count(name, ())
+        documents = await self._count(name, (), None)
         if documents == 0:
-            return CollectionStats(name, 0, 0, created_at, created_at)
+            return 0, 0, None
         pipeline: list[dict[str, Any]] = [{"$group": {"_id": None, "bytes": {"$sum": "$size"}}}]
         groups = await self._call((await self._call(records.aggregate(pipeline))).to_list(length=1))
         newest = await self._call(records.find_one({}, {"updated_at": 1}, sort=[("updated_at", DESCENDING)]))
-        updated_at = newest["updated_at"] if newest else created_at
-        return CollectionStats(name, documents, groups[0]["bytes"] if groups else 0, created_at, updated_at)
+        return documents, groups[0]["bytes"] if groups else 0, newest["updated_at"] if newest else None
 
     async def ping(self) -> None:
         await self._call(self.db.command("ping"))

@@ -58,6 +58,7 @@ async def test_reads_under_an_unchanged_revision_are_answered_from_memory(replic
 async def test_every_write_on_another_replica_is_seen_by_the_next_read(replicas: Any) -> None:
     a, b = replicas
     first, second = make_record("seen", time=at(1), properties={"k": 1}), make_record("seen", time=at(2))
+    await b.ensure_collection("seen")
     await b.insert(first)
     newest = ListQuery(limit=10)
     assert ids(await a.find("seen", newest)) == [first.id]
@@ -77,7 +78,12 @@ async def test_every_write_on_another_replica_is_seen_by_the_next_read(replicas:
     assert (await a.get("seen", first.id)).properties == {"k": 2}
     assert ids(await a.find("seen", ListQuery(conditions=(Condition("k", "$eq", 2),)))) == [first.id]
 
+    stats = await a.collection_stats("seen")
+    assert (stats.documents, stats.bytes) == (3, 300)
+
     await b.delete("seen", second.id)
+    stats = await a.collection_stats("seen")
+    assert (stats.documents, stats.bytes) == (2, 200)
     with pytest.raises(NotFound):
         await a.get("seen", second.id)
     assert ids(await a.find("seen", newest)) == [third.id, first.id]
