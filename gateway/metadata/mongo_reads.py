@@ -20,7 +20,8 @@ answered under v again. Random values, not a counter, because FerretDB runs an u
 then a write: two concurrent changes may lose one of the writes, but each leaves a value never
 seen before, which is all the argument needs. A collection without a revision document (never
 written through a store that writes them) is not cached. Entries also expire after a minute, so
-a write whose revision change failed (the write then reports the failure) is not hidden for long.
+a write whose revision change failed (the write then reports the failure) is not hidden for long,
+and at most MAX_RECORDS records are held.
 """
 
 from __future__ import annotations
@@ -39,19 +40,23 @@ from gateway.metadata.mongo_client import unavailable_on_failure
 V = TypeVar("V")
 
 ENTRY_LIFETIME_SECONDS = 60.0
-MAX_ENTRIES = 20_000
+# Records held in all entries together (a page holds up to 1,000): some 10-20 MB for records of
+# a few kB of properties.
+MAX_RECORDS = 10_000
 
 
 class RevisionCache:
-    def __init__(self, revisions: Any, *, lifetime: float = ENTRY_LIFETIME_SECONDS, max_entries: int = MAX_ENTRIES,
+    def __init__(self, revisions: Any, *, lifetime: float = ENTRY_LIFETIME_SECONDS, max_records: int = MAX_RECORDS,
                  clock: Callable[[], float] = time.monotonic):
         """`revisions`: the MongoDB collection of one document per image collection,
         `{_id: name, revision: value}`."""
         self._revisions = revisions
         self._lifetime = lifetime
-        self._max = max_entries
+        self._max = max_records
+        self._held = 0
         self._clock = clock
-        self._entries: OrderedDict[Hashable, tuple[str, float, Any]] = OrderedDict()
+        # (revision, expiry, value, records in the value), least recently used first.
+        self._entries: OrderedDict[Hashable, tuple[str, float, Any, int]] = OrderedDict()
         self._current = SharedReads(self._read_revision)
         # A change need only begin after the write it marks: concurrent writers share one.
         self._changes = SharedReads(self._write_revision)
@@ -77,10 +82,15 @@ class RevisionCache:
             return entry[2]
         self.misses += 1
         value = await load()
-        self._entries[entry_key] = (revision, self._clock() + self._lifetime, value)
-        self._entries.move_to_end(entry_key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        weight = len(value) if isinstance(value, list) else 1
+        # Looked up again: other readers may have replaced or evicted it during the load.
+        replaced = self._entries.pop(entry_key, None)
+        if replaced is not None:
+            self._held -= replaced[3]
+        self._entries[entry_key] = (revision, self._clock() + self._lifetime, value, weight)
+        self._held += weight
+        while self._held > self._max and self._entries:
+            self._held -= self._entries.popitem(last=False)[1][3]
         return value
 
     async def changed(self, collection: str) -> None:

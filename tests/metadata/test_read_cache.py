@@ -162,12 +162,17 @@ async def test_the_cache_keeps_at_most_its_bound(ferretdb: Any, tmp_path: Path) 
     config = make_config(tmp_path, mongo_overrides(ferretdb.url))
     async with open_metadata_store(config) as store:
         assert isinstance(store, MongoMetadataStore)
-        store.reads = RevisionCache(store.db[REVISIONS], max_entries=3)
+        store.reads = RevisionCache(store.db[REVISIONS], max_records=3)
         records = [make_record("bound", time=at(i)) for i in range(5)]
         await store.insert_many(records)
         for record in records:
             assert await store.get("bound", record.id) == record
         assert len(store.reads) == 3
+        # A page holds its records: two of them leave room for one get.
+        await store.find("bound", ListQuery(limit=2))
+        assert len(store.reads) == 2
+        await store.find("bound", ListQuery(limit=4))
+        assert len(store.reads) == 0, "a page larger than the bound is not kept"
 
 
 async def test_without_the_cache_no_revision_is_written(ferretdb: Any, tmp_path: Path) -> None:
