@@ -26,6 +26,7 @@ and at most MAX_RECORDS records are held.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections import OrderedDict
@@ -60,8 +61,10 @@ class RevisionCache:
         self._current = SharedReads(self._read_revision)
         # A change need only begin after the write it marks: concurrent writers share one.
         self._changes = SharedReads(self._write_revision)
+        self._loading: dict[tuple[Hashable, str], asyncio.Future[Any]] = {}
         self.hits = 0
         self.misses = 0
+        self.shared = 0
 
     async def _read_revision(self, collection: str) -> str | None:
         with unavailable_on_failure():
@@ -80,10 +83,24 @@ class RevisionCache:
             self._entries.move_to_end(entry_key)
             self.hits += 1
             return entry[2]
-        self.misses += 1
+        # One load per key and revision: concurrent readers of a page nobody holds yet (the
+        # first reads after a write) share it instead of each scanning the collection. It runs
+        # as a task of its own, so one reader going away does not cancel it for the others.
+        flight = (entry_key, revision)
+        task = self._loading.get(flight)
+        if task is None:
+            self.misses += 1
+            task = asyncio.ensure_future(self._load(entry_key, revision, load))
+            self._loading[flight] = task
+            task.add_done_callback(lambda done: self._landed(flight, done))
+        else:
+            self.shared += 1
+        value: V = await asyncio.shield(task)
+        return value
+
+    async def _load(self, entry_key: Hashable, revision: str, load: Callable[[], Awaitable[V]]) -> V:
         value = await load()
         weight = len(value) if isinstance(value, list) else 1
-        # Looked up again: other readers may have replaced or evicted it during the load.
         replaced = self._entries.pop(entry_key, None)
         if replaced is not None:
             self._held -= replaced[3]
@@ -92,6 +109,11 @@ class RevisionCache:
         while self._held > self._max and self._entries:
             self._held -= self._entries.popitem(last=False)[1][3]
         return value
+
+    def _landed(self, flight: tuple[Hashable, str], done: asyncio.Future[Any]) -> None:
+        self._loading.pop(flight, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: no "never retrieved" warning when every reader left
 
     async def changed(self, collection: str) -> None:
         """Mark the collection's records as written: call after every successful write of them,

@@ -189,3 +189,51 @@ async def test_without_the_cache_no_revision_is_written(ferretdb: Any, tmp_path:
         assert await store.get("plain", record.id) == record
         assert ids(await store.find("plain", ListQuery())) == [record.id]
         assert await store.db[REVISIONS].find_one({"_id": "plain"}) is None
+
+
+async def test_concurrent_first_reads_share_one_load(replicas: Any) -> None:
+    a, b = replicas
+    records = [make_record("herd", time=at(i)) for i in range(30)]
+    await b.insert_many(records)
+    misses = reads(a).misses
+    pages = await asyncio.gather(*(a.find("herd", ListQuery(limit=10)) for _ in range(16)))
+    assert all(ids(page) == ids(newest_first(records)[:10]) for page in pages)
+    # The first reader reads the revision alone; the rest share the next read of it.
+    assert reads(a).misses - misses <= 2
+
+    loads = [0]
+    release = asyncio.Event()
+
+    async def slow() -> list[Any]:
+        loads[0] += 1
+        await release.wait()
+        return ["page"]
+
+    readers = [asyncio.create_task(reads(a).read("herd", "slow", slow)) for _ in range(6)]
+    while reads(a).shared < 5 and loads[0] < 6:
+        await asyncio.sleep(0.01)
+    readers[0].cancel()  # one reader leaving does not cancel the load for the others
+    release.set()
+    assert await asyncio.gather(*readers[1:]) == [["page"]] * 5
+    assert loads[0] == 1
+
+    # An error reaches every reader of that load, and the next read loads again.
+    failing = [0]
+    fail = asyncio.Event()
+
+    async def broken() -> list[Any]:
+        failing[0] += 1
+        await fail.wait()
+        raise RuntimeError("down")
+
+    await b.insert(make_record("herd", time=at(99)))
+    shared = reads(a).shared
+    waiting = [asyncio.create_task(reads(a).read("herd", "k", broken)) for _ in range(4)]
+    while reads(a).shared < shared + 3:
+        await asyncio.sleep(0.01)
+    fail.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(result, RuntimeError) for result in results) and failing[0] == 1
+    with pytest.raises(RuntimeError):
+        await reads(a).read("herd", "k", broken)
+    assert failing[0] == 2
