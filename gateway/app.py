@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from typing import Any
 
 from aiohttp import web
 
-from gateway.auth.middleware import auth_context, authenticate
+from gateway.auth.middleware import admission, auth_context
 from gateway import metrics
 from gateway.api import feeds
 from gateway.api.routes import setup_routes
@@ -16,7 +17,7 @@ from gateway.config import Config
 from gateway.service.events import EventHub, EventWriter
 from gateway.keys import BLOBS, CONFIG, EVENTS, IN_FLIGHT, LOCAL_FILES, METADATA, METRICS, RENDITIONS, SERVICE
 from gateway.metadata import open_metadata
-from gateway.middlewares import edge, errors, measure, request_context
+from gateway.middlewares import pipeline
 from gateway.renditions.service import RenditionService
 from gateway.service import ImageService
 from gateway.storage import open_blob_store
@@ -55,13 +56,14 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: Config) -> web.Application:
     measured = metrics.Metrics()
-    # Outermost first: `measure` times and counts the whole answer as the client gets it.
-    chain = [measure(measured), request_context, edge, errors, authenticate]
+    in_flight: set[asyncio.Task[Any]] = set()
+    # One middleware: metrics, request context, edge, errors and authentication, in that order.
+    middlewares = [pipeline(config, measured, in_flight, admission(config))]
     # Bodies are read by our own bounded readers; aiohttp's limit applies only to `post()`.
-    app = web.Application(middlewares=chain, client_max_size=1024 * 1024)
+    app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[CONFIG] = config
     app[METRICS] = measured
-    app[IN_FLIGHT] = set()
+    app[IN_FLIGHT] = in_flight
     app.on_shutdown.append(feeds.close_sockets)
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(auth_context)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import binascii
 import re
 import warnings
 from collections.abc import AsyncIterator, Awaitable
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -19,7 +21,7 @@ from yarl import URL
 from gateway.errors import Invalid, RequestTimeout, TooLarge
 from gateway.images import displayed_size
 from gateway.keys import CONFIG, RENDITIONS, SCOPE, SERVICE
-from gateway.metadata.base import ImageRecord
+from gateway.metadata.base import ImageRecord, iso_time
 from gateway.names import COLLECTION_RE, IMAGE_ID_PATTERN, IMAGE_ID_RE
 from gateway.service import EVERYONE, ImageService, Scope
 from gateway.api.params import parse_json
@@ -45,7 +47,38 @@ def origin(request: web.Request) -> URL:
         host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
         if proto in ("http", "https") and host:
             return URL.build(scheme=proto, authority=host)
-    return request.url.origin()
+    return _own_origin(request)[0]
+
+
+# `request.url.origin()` (and its text) by the scheme and Host they are made of: building the
+# request's URL costs more than the rest of a document's links. Hosts are the caller's to name,
+# so the memory is bounded (and simply starts over when full).
+_ORIGINS: dict[tuple[str, str], tuple[URL, str]] = {}
+_MAX_ORIGINS = 256
+
+
+def _own_origin(request: web.Request) -> tuple[URL, str]:
+    # Only an origin-form target ("/path") leaves the URL's origin to the scheme and Host alone;
+    # an absolute-form one ("http://host/path") or a "//" path is left to yarl every time.
+    raw = request.raw_path
+    if not raw.startswith("/") or raw.startswith("//"):
+        url = request.url.origin()
+        return url, str(url)
+    key = (request.scheme, request.host)
+    found = _ORIGINS.get(key)
+    if found is None:
+        url = request.url.origin()
+        if len(_ORIGINS) >= _MAX_ORIGINS:
+            _ORIGINS.clear()
+        found = _ORIGINS[key] = (url, str(url))
+    return found
+
+
+def _origin_text(request: web.Request) -> str:
+    """`str(origin(request))`."""
+    if request.app[CONFIG].server.trust_forwarded_headers:
+        return str(origin(request))
+    return _own_origin(request)[1]
 
 
 def absolute(request: web.Request, path: str, query: dict[str, str] | None = None) -> str:
@@ -71,23 +104,24 @@ def image_url(request: web.Request, record: ImageRecord) -> str:
         return absolute(request, image_route(request, record))
     template = request.app.router["images.download"].canonical
     path = template.replace("{collection}", record.collection).replace("{image_id}", record.id)
-    return str(origin(request)) + path
+    return _origin_text(request) + path
 
 
-_DOCUMENT_FIELDS = (
-    "id", "collection", "image", "time", "content_type", "format", "width", "height", "size", "sha256",
-    "properties", "updated_at", "path",
-)
 _THUMBNAIL_QUERY = "?" + urlencode({"preset": renditions.THUMBNAIL_PRESET})
 
 
 def document(request: web.Request, record: ImageRecord) -> dict[str, Any]:
-    """The stored document as both seed APIs answer it."""
-    data = record.to_json()
-    doc: dict[str, Any] = {"_id": record.id, **{name: data[name] for name in _DOCUMENT_FIELDS}}
-    # As displayed (EXIF orientations 5-8 swap them); the stored pixel size beside them.
-    doc["width"], doc["height"] = displayed_size(record.width, record.height, record.orientation)
-    doc.update(pixel_width=record.width, pixel_height=record.height, orientation=record.orientation)
+    """The stored document as both seed APIs answer it: the record's fields as `to_json` gives
+    them, in its order (built here field by field: `to_json` makes every field, and the times
+    cost a microsecond each), with the links and the displayed size."""
+    width, height = displayed_size(record.width, record.height, record.orientation)
+    doc: dict[str, Any] = {
+        "_id": record.id, "id": record.id, "collection": record.collection, "image": record.image, "time": _iso_time(record.time),
+        "content_type": record.content_type, "format": record.format, "width": width, "height": height, "size": record.size,
+        "sha256": record.sha256, "properties": record.properties, "updated_at": _iso_time(record.updated_at), "path": record.path,
+        # As displayed (EXIF orientations 5-8 swap them, above); the stored pixel size beside them.
+        "pixel_width": record.width, "pixel_height": record.height, "orientation": record.orientation,
+    }  # fmt: skip
     doc["url"] = url = image_url(request, record)
     doc["thumbnail_url"] = url + _THUMBNAIL_QUERY if _has_thumbnails(request) else None
     if record.owner is not None:
@@ -95,8 +129,32 @@ def document(request: web.Request, record: ImageRecord) -> dict[str, Any]:
     return doc
 
 
+# `iso_time` of the times documents carry, by value: the same image's are formatted once.
+_ISO_TIMES: dict[datetime, str] = {}
+_MAX_ISO_TIMES = 4096
+
+
+def _iso_time(value: datetime) -> str:
+    found = _ISO_TIMES.get(value)
+    if found is None:
+        if len(_ISO_TIMES) >= _MAX_ISO_TIMES:
+            _ISO_TIMES.clear()
+        found = _ISO_TIMES[value] = iso_time(value)
+    return found
+
+
+# Whether the config's renditions have the thumbnail preset, by the presets it holds.
+_THUMBNAILS: dict[int, tuple[object, bool]] = {}
+
+
 def _has_thumbnails(request: web.Request) -> bool:
-    return any(p.name == renditions.THUMBNAIL_PRESET for p in request.app[CONFIG].renditions.presets)
+    presets = request.app[CONFIG].renditions.presets
+    known = _THUMBNAILS.get(id(presets))
+    if known is None or known[0] is not presets:
+        if len(_THUMBNAILS) >= 64:
+            _THUMBNAILS.clear()
+        known = _THUMBNAILS[id(presets)] = (presets, any(p.name == renditions.THUMBNAIL_PRESET for p in presets))
+    return known[1]
 
 
 def thumbnail_url(request: web.Request, record: ImageRecord) -> str | None:
@@ -234,8 +292,9 @@ async def redirect_to_object(request: web.Request, collection: str, image_id: st
     # lets it reuse its cached image too. The service hands a link out for at most half its TTL,
     # so one cached for the other half still works. (An answer, not a raised HTTPFound: building
     # the exception costs more than the rest of the response.)
-    headers = {"Cache-Control": f"private, max-age={min(ttl // 2, 300)}"}
-    if renditions.requested(request.query):
+    headers = {"Cache-Control": _cache_control(ttl)}
+    # (Most downloads carry no query at all: then nothing is parsed.)
+    if request.query_string and renditions.requested(request.query):
         wanted = renditions.parse(request.query, config.renditions)
         url, spec = await request.app[RENDITIONS].url(collection, image_id, wanted, request.headers.get("Accept", ""), scope=scope(request))
         if spec.negotiated:
@@ -244,3 +303,8 @@ async def redirect_to_object(request: web.Request, collection: str, image_id: st
         url = await service(request).download_url(collection, image_id, scope=scope(request))
     headers["Location"] = absolute(request, url) if url.startswith("/") else url
     return web.Response(status=302, headers=headers)
+
+
+@functools.cache
+def _cache_control(ttl: int) -> str:
+    return f"private, max-age={min(ttl // 2, 300)}"

@@ -54,21 +54,24 @@ def setup_routes(app: web.Application, config: Config) -> None:
     add("/metrics", "metrics", get=health.METRICS_OPERATION(metrics.exposition_handler(app[METRICS])))
     add("/events", "events", get=feeds.all_events)
 
-    # Seed 001: collections of images. The image routes come first: aiohttp tries the routes
-    # under one static prefix in the order they were added, and these answer most requests (a
-    # download redirect is matched in 4 tries instead of 11, 5 us less per request).
+    # Seed 001: collections of images. The image routes come first, the busiest first: aiohttp
+    # tries the routes under one static prefix (`/collections`) in the order they were added,
+    # each try a regex match, so a download redirect (what an `<img>` asks for) is matched at
+    # the first try and a document at the second. No two of these match the same path, so the
+    # order changes nothing else. (A handler's first route is its documented one: the document
+    # before `/info`, the download before `/file`.)
     for noun in IMAGE_NOUNS:
         base = f"/collections/{{collection}}/{noun}"
-        add(
-            base, noun, slash=True, get=collections.list_images, post=collections.upload_image,
-            patch=compat.patch_matching, delete=compat.delete_matching,
-        )  # fmt: skip
+        add(base + "/{image_id}/image", f"{noun}.download", slash=True, get=collections.download)
         add(
             base + "/{image_id}", f"{noun}.image", slash=True, get=collections.get_image, put=collections.replace_properties,
             patch=collections.patch_properties, delete=collections.delete_image,
         )  # fmt: skip
+        add(
+            base, noun, slash=True, get=collections.list_images, post=collections.upload_image,
+            patch=compat.patch_matching, delete=compat.delete_matching,
+        )  # fmt: skip
         add(base + "/{image_id}/info", f"{noun}.info", slash=True, get=collections.get_image)
-        add(base + "/{image_id}/image", f"{noun}.download", slash=True, get=collections.download)
         add(base + "/{image_id}/file", f"{noun}.file", slash=True, get=collections.download)
     add("/collections", "collections", slash=True, get=collections.list_collections)
     add("/collections/{collection}", "collection", slash=True, get=collections.get_collection, delete=collections.delete_collection)

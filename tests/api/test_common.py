@@ -183,3 +183,69 @@ async def test_part_names_parsed_once_are_aiohttps(disposition: str | None) -> N
     ours, theirs = part(), part()
     _parse_names(ours)
     assert (ours.name, ours.filename) == (theirs.name, theirs.filename)
+
+
+# --- documents and their links, as cached ------------------------------------------------------
+
+
+def _app(tmp_path: Any, **server: Any) -> Any:
+    from gateway.app import create_app
+    from gateway.config import load_config
+
+    overrides = {"data_dir": str(tmp_path), "storage": {"backend": "filesystem"}, "metadata": {"backend": "sqlite"}, "server": server}
+    return create_app(load_config(environ={}, overrides=overrides))
+
+
+@pytest.mark.parametrize(
+    "target, host",
+    [
+        ("/x", "127.0.0.1:8080"), ("/x", "EXAMPLE.org:80"), ("/x", "[::1]:80"), ("/x", "bücher.example"),
+        # The target's own authority wins over Host: never answered from what Host alone made.
+        ("http://other.example:9000/x", "other.example"), ("//evil.example/x", "127.0.0.1:8080"),
+    ],
+)  # fmt: skip
+def test_the_cached_origin_is_the_one_yarl_builds_for_each_request(tmp_path: Any, target: str, host: str) -> None:
+    from gateway.api.common import origin
+
+    app = _app(tmp_path)
+    for _ in range(2):  # the second time from the cache, where it is cached
+        warm = make_mocked_request("GET", "/", headers={"Host": host}, app=app)
+        assert str(origin(warm)) == str(warm.url.origin())
+        request = make_mocked_request("GET", target, headers={"Host": host}, app=app)
+        try:
+            expected = str(request.url.origin())
+        except ValueError:  # (a mocked "//host/x" target is a URL without a scheme)
+            with pytest.raises(ValueError):
+                origin(request)
+        else:
+            assert str(origin(request)) == expected
+
+
+@pytest.mark.parametrize("owner, orientation", [(None, None), ("ann", 6), ("bob", 1)])
+def test_a_document_is_the_records_json_with_its_links(tmp_path: Any, owner: str | None, orientation: int | None) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from gateway.api.common import document, image_url
+    from gateway.images import displayed_size
+    from gateway.metadata.base import ImageRecord
+
+    app = _app(tmp_path)
+    request = make_mocked_request("GET", "/", headers={"Host": "h:1"}, app=app)
+    # Two instants written in other offsets: the same times in UTC, as `to_json` gives them.
+    taken = datetime(2024, 5, 1, 14, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    for when in (taken, taken.astimezone(timezone.utc), taken + timedelta(milliseconds=1)):
+        record = ImageRecord(
+            "bench", IMAGE_ID, "x.jpg", when, when, "image/jpeg", "jpeg", 30, 20, 7, "0" * 64, "bench/k.jpg", {"a": [1]}, owner, 3, orientation,
+        )  # fmt: skip
+        data = record.to_json()
+        expected: dict[str, Any] = {"_id": record.id, **{k: data[k] for k in (
+            "id", "collection", "image", "time", "content_type", "format", "width", "height", "size", "sha256", "properties", "updated_at", "path",
+        )}}  # fmt: skip
+        expected["width"], expected["height"] = displayed_size(30, 20, orientation)
+        expected.update(pixel_width=30, pixel_height=20, orientation=orientation)
+        expected["url"] = image_url(request, record)
+        expected["thumbnail_url"] = expected["url"] + "?preset=thumb"
+        if owner is not None:
+            expected["owner"] = owner
+        got = document(request, record)
+        assert list(got.items()) == list(expected.items())
