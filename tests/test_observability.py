@@ -4,6 +4,7 @@ MinIO+FerretDB (where events fall back to polling: FerretDB has no change stream
 from __future__ import annotations
 
 import asyncio
+import time
 import io
 import json
 import logging
@@ -273,6 +274,8 @@ async def test_a_failing_event_log_does_not_fail_uploads(make_client: Any, monke
         attempted.set()
         raise OSError("disk full")
 
+    # Someone follows the log (else the writer skips the batch without writing).
+    await client.app[EVENTS].log.listen_until(time.time() + 60)
     monkeypatch.setattr(client.app[EVENTS].log, "append_many", broken)
     doc = await upload(client, "resilient")
     assert (await client.get(f"/collections/resilient/images/{doc['id']}")).status == 200
@@ -280,6 +283,28 @@ async def test_a_failing_event_log_does_not_fail_uploads(make_client: Any, monke
     # The writer counts the loss in the same step as the failed write, before this task resumes.
     await asyncio.wait_for(attempted.wait(), 10)
     assert writer.dropped == 1
+
+
+async def test_events_are_not_written_while_nobody_follows_them(make_client: Any) -> None:
+    """No subscriber on any replica (no listeners' lease): the writer skips the event log's two
+    commands; once a subscription is announced, uploads reach the log and the subscriber."""
+    from gateway.service.events import EventWriter
+
+    client = await make_client()
+    events_log = client.app[EVENTS].log
+    writer = next(listener.__self__ for listener in client.app[SERVICE].listeners if getattr(listener, "__func__", None) is EventWriter.publish)
+    await upload(client, "quiet")
+    for _ in range(200):
+        if writer.skipped:
+            break
+        await asyncio.sleep(0.05)
+    assert writer.skipped == 1
+    assert await events_log.latest() == 0
+    ws = await subscribe(client, "/collections/quiet/events")
+    doc = await upload(client, "quiet")
+    assert (await ws.receive_json(timeout=10))["id"] == doc["id"]
+    await ws.close()
+    assert await events_log.latest() >= 1
 
 
 @pytest.mark.embedded

@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager
 
 from aiohttp import BodyPartReader, web
 
-from gateway.api.common import absolute, document, etag, multipart, next_part, read_json_object, service, within
+from gateway.api.common import absolute, document, etag, media_type, multipart, next_part, read_json_object, service, within
 from gateway.api.openapi import IDEMPOTENCY_KEY, Spec, image_ok, json_answer, operation, query_param
 from gateway.api.params import no_query
 from gateway.errors import Forbidden, Invalid, TooLarge, Unsupported
@@ -145,7 +145,8 @@ async def receive_form(request: web.Request) -> web.Response:
     key = request.match_info["key"]
     request.app[LOCAL_FILES].verify("POST", UPLOAD_ROUTE + key, dict(request.query))
     max_bytes = int(request.query.get("max_bytes", "0"))
-    if request.content_type != "multipart/form-data":
+    # Not `request.content_type`: an email-package parse of the header (0.5 ms, see media_type).
+    if media_type(request) != "multipart/form-data":
         raise Unsupported("the form is multipart/form-data with the file last, in the field 'file'", code="expected_multipart")
     idle = request.app[CONFIG].limits.body_idle_timeout_seconds
     reader = await multipart(request)

@@ -290,6 +290,14 @@ class EventLog(Protocol):
     async def read_after(self, seq: int, limit: int) -> list[Event]:
         """Up to `limit` events numbered above `seq`, in order of number."""
 
+    async def listen_until(self, until: float) -> None:
+        """Say that someone follows the log until `until` (seconds since the epoch): the lease
+        only grows, so one replica never shortens another's."""
+
+    async def listening_until(self) -> float:
+        """Until when someone follows the log (0 when nobody ever did): writers skip their
+        events while nobody does."""
+
     async def follow(self) -> EventFeed | None:
         """A push feed of the events appended from now on, or None when the database offers
         none (then readers poll `read_after`). Once a feed is returned, no later append is

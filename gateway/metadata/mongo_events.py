@@ -1,5 +1,5 @@
 """The event log in MongoDB: `events` (one document per event, `_id` = its sequence number) and
-`event_sequence` (the counter), in the metadata database, on the store's client.
+`event_sequence` (the counter, and the listeners' lease), in the metadata database, on the store's client.
 
 Where the database offers change streams (a replica set), `follow` pushes new events; FerretDB
 v1 and a standalone server refuse them, and readers poll.
@@ -103,6 +103,19 @@ class MongoEventLog:
         with unavailable_on_failure():
             cursor = self._events.find({"_id": {"$gt": seq}}).sort("_id", 1).limit(limit)
             return [_event(doc) async for doc in cursor]
+
+    async def listen_until(self, until: float) -> None:
+        with unavailable_on_failure():
+            try:
+                await self._sequence.update_one({"_id": "listeners"}, {"$max": {"until": until}}, upsert=True)
+            except DuplicateKeyError:
+                # Two first leases raced to create the document; it exists now.
+                await self._sequence.update_one({"_id": "listeners"}, {"$max": {"until": until}})
+
+    async def listening_until(self) -> float:
+        with unavailable_on_failure():
+            lease = await self._sequence.find_one({"_id": "listeners"})
+        return float(lease["until"]) if lease else 0.0
 
     async def follow(self) -> _ChangeFeed | None:
         with unavailable_on_failure():

@@ -28,6 +28,7 @@ class SqliteEventLog(SqliteThread):
             "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL,"
             " kind TEXT NOT NULL, record TEXT NOT NULL)"
         )
+        db.execute("CREATE TABLE IF NOT EXISTS listeners (id INTEGER PRIMARY KEY CHECK (id = 1), until REAL NOT NULL)")
         self._db = db
 
     async def append(self, kind: str, record: ImageRecord) -> int:
@@ -71,6 +72,23 @@ class SqliteEventLog(SqliteThread):
             assert self._db is not None
             rows = self._db.execute("SELECT seq, kind, record FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
             return [Event(row[0], row[1], ImageRecord.from_json(json.loads(row[2]))) for row in rows]
+
+        return await self._run(read)
+
+    async def listen_until(self, until: float) -> None:
+        def listen() -> None:
+            assert self._db is not None
+            self._db.execute(
+                "INSERT INTO listeners (id, until) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET until = MAX(until, excluded.until)", (until,)
+            )
+
+        await self._run(listen)
+
+    async def listening_until(self) -> float:
+        def read() -> float:
+            assert self._db is not None
+            row = self._db.execute("SELECT until FROM listeners WHERE id = 1").fetchone()
+            return float(row[0]) if row else 0.0
 
         return await self._run(read)
 

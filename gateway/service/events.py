@@ -8,6 +8,12 @@ feed where the database offers one (a MongoDB replica set's change stream), else
 SQLite shared by several processes on one host has no notification at all. The service never
 sees any of this: it calls its listeners. Nothing here knows which database runs.
 
+Nobody following, nobody needs the events: a hub with subscribers holds a lease in the log
+(`listen_until`), and writers skip their batches while the lease they last read (at most
+`LISTENER_CHECK_SECONDS` ago) has run out, which saves an upload the log's two commands. A new
+subscription is announced (`started`) only once the lease has been up for that long, so every
+writer has read it by then: whatever is acknowledged after the announcement is written.
+
 MongoDB hands out sequence numbers before the insert, so two writers may commit 6 before 5. The
 poller therefore delivers everything new but advances its mark only over contiguous numbers, and
 gives up on a hole after `GAP_GRACE_SECONDS` (a writer that died between the two steps).
@@ -27,6 +33,12 @@ from gateway.metadata.base import Event, EventFeed, EventLog, ImageRecord
 log = logging.getLogger(__name__)
 
 GAP_GRACE_SECONDS = 5.0
+# How long a writer trusts the listeners' lease it read; a subscription waits a little longer
+# than this before it is announced (monotonic clocks of two processes may run a little apart).
+LISTENER_CHECK_SECONDS = 0.5
+_CHECK_MARGIN = 1.2
+# The lease a hub with subscribers holds, renewed every third of it.
+LISTENER_LEASE_SECONDS = 60.0
 _BATCH = 500
 _QUEUE_SIZE = 256
 
@@ -41,6 +53,9 @@ class EventWriter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[str, ImageRecord]] = asyncio.Queue(max_pending)
         self.dropped = 0
+        self.skipped = 0
+        self._lease_until = 0.0
+        self._lease_read_at: float | None = None
 
     async def publish(self, kind: str, record: ImageRecord) -> None:
         try:
@@ -62,7 +77,23 @@ class EventWriter:
             batch = [self._queue.get_nowait() for _ in range(min(self._max_batch, self._queue.qsize()))]
             await self._write(batch)
 
+    async def _followed(self) -> bool:
+        """Whether anyone follows the log, from a lease read at most `LISTENER_CHECK_SECONDS`
+        ago (read again when older). Taken at the start of the read: the answer is at least
+        that fresh."""
+        now = time.monotonic()
+        if self._lease_read_at is None or now - self._lease_read_at >= LISTENER_CHECK_SECONDS:
+            try:
+                self._lease_until = await self._log.listening_until()
+            except Exception:
+                return True  # unknown: written, as before leases
+            self._lease_read_at = now
+        return self._lease_until > time.time()
+
     async def _write(self, batch: list[tuple[str, ImageRecord]]) -> None:
+        if not await self._followed():
+            self.skipped += len(batch)
+            return
         try:
             await self._log.append_many(batch)
         except Exception as exc:
@@ -104,6 +135,9 @@ class EventHub:
         self.mode = "idle"
         self._streams = True
         self._subscribers: set[Subscription] = set()
+        # When this hub's unbroken run of leases began (monotonic), and until when the last one holds.
+        self._leased_since: float | None = None
+        self._leased_until = 0.0
         self._wanted = asyncio.Event()
         self._started = asyncio.Event()
         self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -127,10 +161,36 @@ class EventHub:
         for subscription in list(self._subscribers):
             subscription.offer(event)
 
+    async def _lease(self) -> None:
+        """Hold the listeners' lease, renewed while anyone subscribes; from its start, wait until
+        every writer has read it (see the module's docstring)."""
+        now = time.monotonic()
+        if self._leased_since is None or now > self._leased_until - LISTENER_LEASE_SECONDS / 2:
+            self._leased_since = None  # lapsed, or about to: a new run begins
+        await self.log.listen_until(time.time() + LISTENER_LEASE_SECONDS)
+        self._leased_until = now + LISTENER_LEASE_SECONDS
+        if self._leased_since is None:
+            self._leased_since = now
+        wait = self._leased_since + LISTENER_CHECK_SECONDS * _CHECK_MARGIN - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(LISTENER_LEASE_SECONDS / 3)
+            try:
+                await self.log.listen_until(time.time() + LISTENER_LEASE_SECONDS)
+                self._leased_until = time.monotonic() + LISTENER_LEASE_SECONDS
+            except Exception as exc:
+                log.warning("event listeners' lease not renewed (%s)", exc.__class__.__name__)
+
     async def run(self) -> None:
         while True:
             await self._wanted.wait()
+            renewing: asyncio.Task[None] | None = None
             try:
+                await self._lease()
+                renewing = asyncio.create_task(self._renew())
                 await self._follow()
             except asyncio.CancelledError:
                 raise
@@ -139,6 +199,9 @@ class EventHub:
                 log.warning("event feed interrupted (%s); retrying", exc.__class__.__name__)
                 self._started.clear()
                 await asyncio.sleep(self.poll_interval)
+            finally:
+                if renewing is not None:
+                    renewing.cancel()
 
     async def _follow(self) -> None:
         feed = await self.log.follow() if self._streams else None

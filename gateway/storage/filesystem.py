@@ -35,6 +35,8 @@ _KEY_RE = re.compile(rf"{COLLECTION_PATTERN}/(?:_renditions/{IMAGE_ID_PATTERN}/[
 # Where direct-upload forms are sent on this backend (S3 takes them itself).
 UPLOAD_ROUTE = "/_uploads/"
 _CHUNK = 256 * 1024
+# How much of an upload is gathered before it is written (per upload in flight).
+_WRITE_BATCH = 1024 * 1024
 
 
 class FilesystemBlobStore:
@@ -61,8 +63,7 @@ class FilesystemBlobStore:
 
     def local_path(self, key: str) -> Path:
         """The file for `key`; refuses anything that is not a well-formed key inside the root."""
-        if _KEY_RE.fullmatch(key) is None or ".." in key:
-            raise Invalid("malformed object key", code="invalid_key")
+        _check_key(key)
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root):
             raise Invalid("malformed object key", code="invalid_key")
@@ -71,16 +72,30 @@ class FilesystemBlobStore:
     async def put(
         self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, filename: str, sha256: Callable[[], bytes] | None = None
     ) -> None:
-        target = self.local_path(key)
-        fd, tmp_name = await asyncio.to_thread(tempfile.mkstemp, dir=self._tmp, prefix="upload-")
+        # Chunks are gathered and written a batch at a time, so an ordinary image costs one
+        # thread hop (create, write, sync, link) instead of one per step and chunk; each hop
+        # costs more CPU than the write it carries.
+        _check_key(key)  # before any byte is read; the path is resolved (file system calls) in the thread
+        tmp = _TempFile(self._tmp)
+        pending: list[bytes] = []
+        size = 0
+        step: asyncio.Future[None] | None = None
         try:
-            with os.fdopen(fd, "wb") as handle:
-                async for chunk in chunks:
-                    await asyncio.to_thread(handle.write, chunk)
-                await asyncio.to_thread(_flush_and_sync, handle)
-            await asyncio.to_thread(_publish, Path(tmp_name), target)
+            async for chunk in chunks:
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= _WRITE_BATCH:
+                    step = asyncio.ensure_future(asyncio.to_thread(tmp.write, pending))
+                    await asyncio.shield(step)
+                    pending, size = [], 0
+            step = asyncio.ensure_future(asyncio.to_thread(tmp.publish, pending, lambda: self.local_path(key)))
+            await asyncio.shield(step)
         except BaseException:
-            await asyncio.to_thread(Path(tmp_name).unlink, missing_ok=True)
+            # A cancelled hop still runs to its end in its thread: wait for it, then remove what
+            # it made, so no temp file is left behind.
+            if step is not None and not step.done():
+                await asyncio.wait([step])
+            await asyncio.shield(asyncio.to_thread(tmp.discard))
             raise
 
     async def get(self, key: str) -> AsyncIterator[bytes]:
@@ -266,6 +281,43 @@ class FilesystemBlobStore:
 def _close_opened(opening: asyncio.Future[Any]) -> None:
     if not opening.cancelled() and opening.exception() is None:
         opening.result().close()
+
+
+def _check_key(key: str) -> None:
+    if _KEY_RE.fullmatch(key) is None or ".." in key:
+        raise Invalid("malformed object key", code="invalid_key")
+
+
+class _TempFile:
+    """An upload's file under `.tmp`, created by its first write; every method runs in a worker
+    thread, one at a time."""
+
+    def __init__(self, directory: Path):
+        self._directory = directory
+        self._path: Path | None = None
+        self._handle: Any = None
+
+    def write(self, pieces: list[bytes]) -> None:
+        if self._handle is None:
+            fd, name = tempfile.mkstemp(dir=self._directory, prefix="upload-")
+            self._path = Path(name)
+            self._handle = os.fdopen(fd, "wb")
+        self._handle.writelines(pieces)
+
+    def publish(self, pieces: list[bytes], target: Callable[[], Path]) -> None:
+        """Write the rest, make it durable and link it under the key's path (`target`)."""
+        path = target()
+        self.write(pieces)
+        _flush_and_sync(self._handle)
+        self._handle.close()
+        assert self._path is not None
+        _publish(self._path, path)
+
+    def discard(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
 
 
 def _flush_and_sync(handle: object) -> None:

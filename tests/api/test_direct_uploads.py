@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.keys import SERVICE
@@ -127,3 +128,24 @@ async def test_abandoned_uploads_are_swept_and_never_orphans(client: TestClient)
 async def test_start_refuses_a_content_type_that_is_no_string(client: TestClient) -> None:
     response = await client.post("/collections/direct/uploads", json={"size": 10, "content_type": ["image/png"]})
     assert response.status == 415
+
+
+async def test_the_signed_form_route_refuses_what_is_no_multipart_form(client: TestClient) -> None:
+    """The filesystem backend's form route (a bucket takes the form itself on S3): a body that
+    is no multipart form, or one without its boundary, is a clear 4xx, and nothing is stored."""
+    image = jpeg()
+    started = await start(client, len(image))
+    if "/_uploads/" not in started["url"]:
+        pytest.skip("the form goes to the bucket on this backend")
+    async with aiohttp.ClientSession() as session:
+        for content_type, status, code in (
+            ("application/json", 415, "expected_multipart"),
+            ("Multipart/Form-Data", 400, "invalid_multipart"),
+            ("multipart/form-data; charset=utf-8", 400, "invalid_multipart"),
+        ):
+            async with session.post(started["url"], data=image, headers={"Content-Type": content_type}) as response:
+                assert response.status == status, (content_type, await response.text())
+                assert (await response.json())["error"]["code"] == code
+    assert await object_keys(client.app[SERVICE].blobs) == []
+    # The form route still takes the real form afterwards.
+    assert await send_form(started, image) == 204

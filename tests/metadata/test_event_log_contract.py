@@ -85,6 +85,19 @@ async def test_batches_from_two_replicas_interleave_without_losses(event_log: Ev
         assert len({e.seq for e in events}) == 60
 
 
+async def test_the_listeners_lease_only_grows_and_is_shared_by_replicas(event_log: EventLog, metadata_config: Config) -> None:
+    """Writers skip events while nobody follows: the lease a replica holds is what every replica
+    reads, and a shorter lease (another replica's) never cuts it."""
+    assert await event_log.listening_until() == 0
+    await event_log.listen_until(2_000_000_000.5)
+    async with open_metadata(metadata_config) as (_store, second):
+        assert await second.listening_until() == 2_000_000_000.5
+        await asyncio.gather(second.listen_until(1_900_000_000.0), second.listen_until(1_000.0))
+        assert await event_log.listening_until() == 2_000_000_000.5
+        await second.listen_until(2_100_000_000.0)
+    assert await event_log.listening_until() == 2_100_000_000.0
+
+
 async def test_follow_pushes_what_is_appended_or_says_there_is_no_feed(event_log: EventLog) -> None:
     # Neither SQLite nor FerretDB v1 pushes; a database without change streams must answer
     # None at once (polling follows), never raise its driver's error.

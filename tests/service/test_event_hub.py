@@ -34,6 +34,12 @@ class PushingLog:
     async def follow(self) -> PushingLog:
         return self
 
+    async def listen_until(self, until: float) -> None:
+        self.lease = max(getattr(self, "lease", 0.0), until)
+
+    async def listening_until(self) -> float:
+        return getattr(self, "lease", 0.0)
+
     def __aiter__(self) -> PushingLog:
         return self
 

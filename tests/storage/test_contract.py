@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -127,6 +128,29 @@ async def test_failed_put_leaves_nothing(blob_store: BlobStore, size: int) -> No
         assert uploads.get("Uploads", []) == []
     if isinstance(blob_store, FilesystemBlobStore):
         assert os.listdir(blob_store.root / ".tmp") == []
+
+
+async def test_cancelled_put_leaves_no_temp_file(tmp_path: Path) -> None:
+    """A put cancelled (a client gone) after some of its bytes were written in a worker thread
+    removes its temp file."""
+    store = FilesystemBlobStore(tmp_path / "objects", UrlSigner(b"k" * 32))
+    written = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        for _ in range(5):  # past one write batch
+            yield LARGE_BODY[: MiB // 4]
+        written.set()
+        await asyncio.Event().wait()
+        yield b""
+
+    task = asyncio.create_task(store.put(new_key(), stalls(), content_type="image/png", filename="a.png"))
+    await written.wait()
+    await asyncio.sleep(0.2)  # the batch's write has run in its thread
+    assert os.listdir(store.root / ".tmp") != []
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert os.listdir(store.root / ".tmp") == []
 
 
 @pytest.mark.parametrize("size", [10, 9 * MiB], ids=["single", "multipart"])
