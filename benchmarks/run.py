@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Not benchmarks of this checkout alone: upload_ab.py compares it with another (`--base DIR`),
+# by hand.
+BY_HAND = ("run.py", "__init__.py", "upload_ab.py")
 
 
 def main(argv: list[str]) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     failed = []
     for script in sorted(HERE.glob("*.py")):
-        if script.name in ("run.py", "__init__.py"):
+        if script.name in BY_HAND:
             continue
         print(f"== {script.name}", flush=True)
         if subprocess.run([sys.executable, str(script), *extra]).returncode != 0:
