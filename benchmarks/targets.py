@@ -167,7 +167,7 @@ async def answers(url: str) -> bool:
 
 async def presign_cost(minio: MinioServer, workdir: Path) -> tuple[float, float]:
     """Microseconds of CPU per presigned URL: signed anew, and handed out again from the cache."""
-    from gateway.service.caches import ExpiringCache
+    from gateway.caches import ExpiringCache
     from gateway.config import load_config
     from gateway.storage import open_blob_store
 
