@@ -143,18 +143,8 @@ def _iso_time(value: datetime) -> str:
     return found
 
 
-# Whether the config's renditions have the thumbnail preset, by the presets it holds.
-_THUMBNAILS: dict[int, tuple[object, bool]] = {}
-
-
 def _has_thumbnails(request: web.Request) -> bool:
-    presets = request.app[CONFIG].renditions.presets
-    known = _THUMBNAILS.get(id(presets))
-    if known is None or known[0] is not presets:
-        if len(_THUMBNAILS) >= 64:
-            _THUMBNAILS.clear()
-        known = _THUMBNAILS[id(presets)] = (presets, any(p.name == renditions.THUMBNAIL_PRESET for p in presets))
-    return known[1]
+    return any(p.name == renditions.THUMBNAIL_PRESET for p in request.app[CONFIG].renditions.presets)
 
 
 def thumbnail_url(request: web.Request, record: ImageRecord) -> str | None:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from pymongo import AsyncMongoClient
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from gateway.config import Config
 from gateway.errors import Unavailable
@@ -40,3 +40,12 @@ def unavailable_on_failure() -> Iterator[None]:
         yield
     except PyMongoError as exc:
         raise Unavailable(f"the metadata database failed ({exc.__class__.__name__})", code="database_unavailable") from exc
+
+
+async def upsert_one(collection: Any, spec: dict[str, Any], update: dict[str, Any]) -> None:
+    """`update_one` that creates the document where none matches. Two first upserts may race
+    to create it, and one fails on the unique `_id`: the document exists then, so it is updated."""
+    try:
+        await collection.update_one(spec, update, upsert=True)
+    except DuplicateKeyError:
+        await collection.update_one(spec, update)

@@ -15,7 +15,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from gateway.metadata.base import Event, ImageRecord
-from gateway.metadata.mongo_client import Client, unavailable_on_failure
+from gateway.metadata.mongo_client import Client, unavailable_on_failure, upsert_one
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,7 @@ class MongoEventLog:
 
     async def listen_until(self, until: float) -> None:
         with unavailable_on_failure():
-            try:
-                await self._sequence.update_one({"_id": "listeners"}, {"$max": {"until": until}}, upsert=True)
-            except DuplicateKeyError:
-                # Two first leases raced to create the document; it exists now.
-                await self._sequence.update_one({"_id": "listeners"}, {"$max": {"until": until}})
+            await upsert_one(self._sequence, {"_id": "listeners"}, {"$max": {"until": until}})
 
     async def listening_until(self) -> float:
         with unavailable_on_failure():

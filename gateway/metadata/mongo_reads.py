@@ -33,10 +33,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
-from pymongo.errors import DuplicateKeyError
-
 from gateway.caches import SharedReads
-from gateway.metadata.mongo_client import unavailable_on_failure
+from gateway.metadata.mongo_client import unavailable_on_failure, upsert_one
 
 V = TypeVar("V")
 
@@ -121,13 +119,8 @@ class RevisionCache:
         await self._changes.get(collection)
 
     async def _write_revision(self, collection: str) -> None:
-        change = {"$set": {"revision": secrets.token_hex(8)}}
         with unavailable_on_failure():
-            try:
-                await self._revisions.update_one({"_id": collection}, change, upsert=True)
-            except DuplicateKeyError:
-                # Two first writes raced to create the document; it exists now.
-                await self._revisions.update_one({"_id": collection}, change)
+            await upsert_one(self._revisions, {"_id": collection}, {"$set": {"revision": secrets.token_hex(8)}})
 
     def __len__(self) -> int:
         return len(self._entries)
