@@ -628,6 +628,8 @@ $("detail-form").addEventListener("submit", async (event) => {
     return;
   }
   showError("detail-error", null);
+  // An earlier save's "Saved." must not stand for this one while it is pending or refused.
+  $("detail-status").textContent = "";
   const before = detail.doc.properties || {};
   const patch = mergePatch(before, values);
   const headers = detail.etag ? { "If-Match": detail.etag } : {};
